@@ -1,0 +1,52 @@
+# The two commands of the README: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PORT ?= 5000
+export FLASK_APP := app
+
+.PHONY: run test lint format migrate seed audit bench bench-quick serve scheduler clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/pip install --quiet --upgrade pip 2>/dev/null
+	$(BIN)/pip install --quiet -e '.[dev,test]' 2>&1 | grep -v "^WARNING: Location" || true
+	$(BIN)/python -c "import flask, sqlalchemy, stripe, localstripe, pytest"
+	touch $(STAMP)
+
+## Start the demo: localstripe, the app and its scheduler on http://127.0.0.1:$(PORT)
+run: $(STAMP)
+	$(BIN)/flask migrate
+	$(BIN)/flask seed-demo
+	PORT=$(PORT) RUN_SCHEDULER=1 $(BIN)/flask dev --port $(PORT)
+
+## Run the whole test suite (PostgreSQL and Chromium tests skip with a reason when absent)
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check portal tests bench app.py
+
+format: $(STAMP)
+	$(BIN)/ruff format portal tests bench app.py
+
+migrate: $(STAMP)
+	$(BIN)/flask migrate
+
+seed: $(STAMP)
+	$(BIN)/flask seed-demo
+
+audit: $(STAMP)
+	$(BIN)/flask audit-ledger
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+bench-quick: $(STAMP)
+	$(BIN)/python -m bench --quick
+
+clean:
+	rm -rf $(VENV) instance/*.db* .pytest_cache .hypothesis

@@ -1,0 +1,40 @@
+"""Flask-Login wiring: loading users, the session id with its nonce, HTMX redirects."""
+
+from __future__ import annotations
+
+from flask import Flask, redirect, request, session, url_for
+from htmx_flask import make_response
+from sqlalchemy import select
+
+from portal import db
+from portal.extensions import login_manager
+from portal.models import User
+
+
+def init_login(app: Flask) -> None:
+    login_manager.init_app(app)
+    login_manager.login_view = "auth.login"
+    login_manager.login_message = "Please sign in to continue."
+    login_manager.login_message_category = "info"
+    login_manager.session_protection = "basic"
+
+    @login_manager.user_loader
+    def load_user(session_id: str) -> User | None:
+        user_id, _, nonce = session_id.partition(":")
+        if not user_id.isdigit():
+            return None
+        user = db.session().scalar(select(User).where(User.id == int(user_id)))
+        if user is None or not user.active or user.session_nonce != nonce:
+            return None
+        return user
+
+    @login_manager.unauthorized_handler
+    def unauthorized():
+        target = url_for("auth.login", next=request.full_path.rstrip("?"))
+        if request.headers.get("HX-Request") == "true":
+            # A 302 would swap the login page into a fragment; make the browser go there.
+            return make_response("", 204, redirect=target)
+        if request.path.startswith("/api/"):
+            return {"error": "unauthorized"}, 401
+        session["_flashes"] = [("info", login_manager.login_message)]
+        return redirect(target)

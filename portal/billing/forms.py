@@ -1,0 +1,25 @@
+from flask_wtf import FlaskForm
+from wtforms import DateField, SelectField
+from wtforms.validators import Optional
+
+from portal.forms import choices
+from portal.models import EntryKind
+
+KIND_CHOICES = choices(
+    [("", "All kinds")] + [(k.value, k.value.replace("_", " ").capitalize()) for k in EntryKind]
+)
+
+
+class HistoryFilterForm(FlaskForm):
+    class Meta:
+        csrf = False  # a GET filter, it changes nothing
+
+    kind = SelectField("Kind", choices=KIND_CHOICES, validators=[Optional()])
+    date_from = DateField("From", validators=[Optional()])
+    date_to = DateField("To", validators=[Optional()])
+
+    def validate_date_to(self, field):
+        if field.data and self.date_from.data and field.data < self.date_from.data:
+            from wtforms.validators import ValidationError
+
+            raise ValidationError("The end date must not be before the start date.")

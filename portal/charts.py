@@ -1,0 +1,40 @@
+"""A server-rendered SVG line chart (no chart library, no inline script)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+
+@dataclass(frozen=True)
+class LineChart:
+    width: int
+    height: int
+    points: str
+    area: str
+    y_labels: list[tuple[float, int]]  # (y position, value in minor units)
+    x_labels: list[tuple[float, str]]
+    zero_y: float
+
+
+def line_chart(series: list[tuple[date, int]], width: int = 640, height: int = 180) -> LineChart:
+    pad_left, pad_bottom, pad_top = 70, 20, 10
+    values = [value for _, value in series] or [0]
+    low, high = min(min(values), 0), max(max(values), 0)
+    span = (high - low) or 1
+    plot_w, plot_h = width - pad_left - 5, height - pad_bottom - pad_top
+
+    def x(i: int) -> float:
+        return pad_left + plot_w * i / max(len(series) - 1, 1)
+
+    def y(value: int) -> float:
+        return pad_top + plot_h * (high - value) / span
+
+    coords = [(round(x(i), 1), round(y(v), 1)) for i, (_, v) in enumerate(series)]
+    points = " ".join(f"{cx},{cy}" for cx, cy in coords)
+    zero = round(y(0), 1)
+    area = f"{coords[0][0]},{zero} {points} {coords[-1][0]},{zero}" if coords else ""
+    steps = [series[i] for i in range(0, len(series), max(len(series) // 4, 1))]
+    x_labels = [(round(x(series.index(s)), 1), s[0].strftime("%d %b")) for s in steps]
+    y_labels = [(round(y(v), 1), v) for v in sorted({high, low, (high + low) // 2})]
+    return LineChart(width, height, points, area, y_labels, x_labels, zero)

@@ -1,0 +1,62 @@
+"""Command-line tasks: migrate, seed the demo, audit the ledger, run the dev stack."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from flask import Flask, current_app
+from flask.cli import with_appcontext
+
+from portal import db
+
+
+def init_app(app: Flask) -> None:
+    app.cli.add_command(migrate_command)
+    app.cli.add_command(seed_demo_command)
+    app.cli.add_command(audit_ledger_command)
+    app.cli.add_command(dev_command)
+
+
+@click.command("migrate")
+@with_appcontext
+def migrate_command() -> None:
+    """Bring the database schema up to date (Alembic upgrade head)."""
+    from portal.migrate import upgrade
+
+    upgrade(current_app.config["SQLALCHEMY_DATABASE_URI"])
+    click.echo("Database is up to date.")
+
+
+@click.command("seed-demo")
+@with_appcontext
+def seed_demo_command() -> None:
+    """Create the demo data (safe to run again)."""
+    from portal.demo import seed_demo
+
+    seed_demo(db.session())
+    click.echo("Demo data is in place. Sign in with any demo account and the password demo-pass.")
+
+
+@click.command("audit-ledger")
+@with_appcontext
+def audit_ledger_command() -> None:
+    """Check every account: cached balance == sum of ledger entries. Exit 1 on a mismatch."""
+    from portal.ledger import audit_balances
+
+    mismatches = audit_balances(db.session())
+    for account_id, cached, summed in mismatches:
+        click.echo(f"MISMATCH account {account_id}: cached {cached} != entries {summed}", err=True)
+    if mismatches:
+        sys.exit(1)
+    click.echo("Ledger audit passed: every cached balance equals the sum of its entries.")
+
+
+@click.command("dev")
+@click.option("--port", type=int, default=None, help="Port of the app (default: PORT or 5000).")
+@with_appcontext
+def dev_command(port: int | None) -> None:
+    """Run localstripe, the app and its in-process scheduler; Ctrl-C stops all of it."""
+    from portal.devserver import run_dev_stack
+
+    run_dev_stack(current_app._get_current_object(), port or current_app.config["PORT"])

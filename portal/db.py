@@ -1,0 +1,97 @@
+"""Engine and session handling (plain SQLAlchemy 2.0, one session per app context)."""
+
+from __future__ import annotations
+
+from flask import Flask, g, has_request_context, request
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.pool import NullPool
+
+WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+def make_engine(url: str) -> Engine:
+    """Create an engine; SQLite gets WAL and writer serialisation (see _sqlite_begin)."""
+    if url.startswith("sqlite"):
+        engine = create_engine(
+            url, connect_args={"timeout": 30, "check_same_thread": False}, poolclass=NullPool
+        )
+        event.listen(engine, "connect", _sqlite_connect)
+        event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+def _sqlite_connect(dbapi_conn, _record) -> None:
+    # Let SQLAlchemy emit BEGIN itself so we can choose IMMEDIATE for writers.
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def _sqlite_begin(conn) -> None:
+    # SQLite has no SELECT ... FOR UPDATE. A transaction that may write takes the
+    # write lock up front (BEGIN IMMEDIATE), so two writers never read the same
+    # balance and then both write; read-only GET requests stay concurrent.
+    reading = has_request_context() and request.method not in WRITE_METHODS
+    deferred = conn.get_execution_options().get("sqlite_begin") == "deferred"
+    conn.exec_driver_sql("BEGIN" if reading or deferred else "BEGIN IMMEDIATE")
+
+
+def init_app(app: Flask) -> None:
+    engine = make_engine(app.config["SQLALCHEMY_DATABASE_URI"])
+    app.extensions["engine"] = engine
+    app.extensions["session_factory"] = sessionmaker(bind=engine, expire_on_commit=False)
+    app.teardown_request(_close_request_session)
+    app.teardown_appcontext(_close_session)
+
+
+def get_engine(app: Flask | None = None) -> Engine:
+    from flask import current_app
+
+    return (app or current_app).extensions["engine"]
+
+
+def _holder():
+    # One session per request (even if a test or job holds an outer app context),
+    # otherwise one per app context (CLI commands, scheduled jobs).
+    return request if has_request_context() else g
+
+
+def session() -> Session:
+    """The session of the current request or app context (created on first use)."""
+    from flask import current_app
+
+    holder = _holder()
+    db_session = getattr(holder, "db_session", None)
+    if db_session is None:
+        db_session = current_app.extensions["session_factory"]()
+        holder.db_session = db_session
+    return db_session
+
+
+def new_session() -> Session:
+    """A fresh session outside the request's one (background work, parallel tests)."""
+    from flask import current_app
+
+    return current_app.extensions["session_factory"]()
+
+
+def _close_request_session(exc: BaseException | None) -> None:
+    db_session = request.__dict__.pop("db_session", None)
+    if db_session is not None:
+        db_session.close()  # rolls back anything not committed
+
+
+def _close_session(exc: BaseException | None) -> None:
+    db_session = g.pop("db_session", None)
+    if db_session is not None:
+        db_session.close()

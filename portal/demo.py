@@ -1,0 +1,321 @@
+"""An idempotent demo: two resellers, their admins, customers, plans, products, vouchers."""
+
+from __future__ import annotations
+
+import random
+from datetime import date, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from portal import ledger
+from portal.auth.service import hash_password
+from portal.models import (
+    Account,
+    AddOn,
+    BillingModel,
+    CardCode,
+    CardCodeRecharge,
+    CustomerClass,
+    EntryKind,
+    LicenseUsage,
+    Plan,
+    PlanLicense,
+    Reseller,
+    Role,
+    Subscription,
+    TopupCard,
+    TopupProduct,
+    TransferSetting,
+    User,
+    utcnow,
+)
+from portal.pins import vault
+from portal.settings import set_setting
+
+DEMO_PASSWORD = "demo-pass"  # noqa: S105 - documented demo credential
+LICENSES = [
+    ("extensions", "Extensions"),
+    ("phone_numbers", "Phone numbers"),
+    ("call_recording", "Call recording"),
+    ("conference_rooms", "Conference rooms"),
+]
+PLANS = {  # name: (monthly price in pence, limits in LICENSES order)
+    "Starter": (1000, (5, 2, 0, 1)),
+    "Professional": (2500, (10, 5, 10, 3)),
+    "Complete": (4500, (25, 10, 25, 10)),
+}
+# Known demo PINs so a person can try "Redeem voucher" straight away (README lists them).
+DEMO_PINS = {
+    "Acme Telecom": ["5550001111", "5550002222", "5550003333"],
+    "Beta Voice": ["5550009999"],
+}
+
+
+def seed_demo(db: Session) -> None:
+    """Create the demo once; running it again changes nothing."""
+    set_setting(db, "default_currency", "GBP")
+    set_setting(db, "tax_rate_bp", "2000")
+    plans = _plans(db)
+    _catalogue(db)
+    acme, beta = _reseller(db, "Acme Telecom"), _reseller(db, "Beta Voice")
+    _user(db, "operator@example.com", "Olivia Operator", Role.OPERATOR)
+    _user(db, "admin@acme.example", "Adam Acme", Role.RESELLER_ADMIN, reseller=acme)
+    _user(db, "admin@beta.example", "Bea Beta", Role.RESELLER_ADMIN, reseller=beta)
+    alice = _account(db, acme, "100001", "Alice Example", "alice@example.com", BillingModel.PREPAID)
+    bob = _account(
+        db,
+        acme,
+        "100002",
+        "Bob Example",
+        "bob@example.com",
+        BillingModel.POSTPAID,
+        credit_limit_minor=20000,
+    )
+    dan = _account(db, acme, "100003", "Dan's Diner", "dan@example.com", BillingModel.PREPAID)
+    carol = _account(db, beta, "200001", "Carol Example", "carol@example.com", BillingModel.PREPAID)
+    for account, email in (
+        (alice, "alice@example.com"),
+        (bob, "bob@example.com"),
+        (carol, "carol@example.com"),
+    ):
+        _user(db, email, account.name, Role.CUSTOMER, reseller=account.reseller, account=account)
+    _subscribe(
+        db,
+        alice,
+        plans["Complete"],
+        {"extensions": 8, "phone_numbers": 3, "call_recording": 4, "conference_rooms": 2},
+    )
+    _subscribe(db, bob, plans["Complete"], {"extensions": 12, "phone_numbers": 4})
+    _subscribe(db, carol, plans["Starter"], {"extensions": 2})
+    _subscribe(db, dan, plans["Starter"], {"extensions": 1})
+    _history(db, alice, seed=1, start_minor=2500)
+    _history(db, carol, seed=3, start_minor=1500)
+    _history(db, dan, seed=4, start_minor=500)
+    _vouchers(db, acme, "ACME", 2000, 12)
+    _vouchers(db, beta, "BETA", 1000, 4)
+    _card_codes(db, acme, alice)
+    db.commit()
+
+
+def _reseller(db: Session, name: str) -> Reseller:
+    reseller = db.scalar(select(Reseller).where(Reseller.name == name))
+    if reseller is None:
+        reseller = Reseller(name=name, currency="GBP")
+        db.add(reseller)
+        db.flush()
+        db.add(
+            CustomerClass(
+                reseller_id=reseller.id,
+                name="Standard",
+                transfers_allowed=True,
+                max_increase_minor=50000,
+                max_increase_percent=50,
+                max_increase_days=30,
+                default_warning_thresholds="10, 5",
+            )
+        )
+        db.flush()
+    return reseller
+
+
+def _user(db, email, name, role, *, reseller=None, account=None) -> User:
+    user = db.scalar(select(User).where(User.email == email))
+    if user is None:
+        user = User(
+            email=email,
+            name=name,
+            role=role,
+            password_hash=hash_password(DEMO_PASSWORD),
+            reseller_id=reseller.id if reseller else None,
+            account_id=account.id if account else None,
+        )
+        db.add(user)
+        db.flush()
+    return user
+
+
+def _account(db, reseller, number, name, email, model, credit_limit_minor=0) -> Account:
+    account = db.scalar(select(Account).where(Account.number == number))
+    if account is None:
+        klass = db.scalar(select(CustomerClass).where(CustomerClass.reseller_id == reseller.id))
+        account = Account(
+            reseller_id=reseller.id,
+            customer_class_id=klass.id,
+            number=number,
+            name=name,
+            email=email,
+            currency="GBP",
+            billing_model=model,
+            credit_limit_minor=credit_limit_minor,
+            transfers=TransferSetting.CLASS,
+            warning_thresholds="10, 5" if model == BillingModel.PREPAID else "50%, 20%",
+        )
+        db.add(account)
+        db.flush()
+    return account
+
+
+def _plans(db: Session) -> dict[str, Plan]:
+    plans = {}
+    for order, (name, (price, limits)) in enumerate(PLANS.items()):
+        plan = db.scalar(select(Plan).where(Plan.name == name))
+        if plan is None:
+            plan = Plan(name=name, price_minor=price, currency="GBP", sort_order=order)
+            plan.licenses = [
+                PlanLicense(service=service, label=label, limit=limit, sort_order=i)
+                for i, ((service, label), limit) in enumerate(zip(LICENSES, limits, strict=True))
+            ]
+            db.add(plan)
+            db.flush()
+        plans[name] = plan
+    return plans
+
+
+def _catalogue(db: Session) -> None:
+    if db.scalar(select(TopupProduct.id).limit(1)) is None:
+        for pounds in (10, 20, 50, 100):
+            db.add(TopupProduct(amount_minor=pounds * 100, currency="GBP", label=f"£{pounds}"))
+    if db.scalar(select(AddOn.id).limit(1)) is None:
+        db.add_all(
+            [
+                AddOn(
+                    service="extensions",
+                    label="5 extra extensions",
+                    units=5,
+                    price_minor=500,
+                    currency="GBP",
+                ),
+                AddOn(
+                    service="phone_numbers",
+                    label="Extra phone number",
+                    units=1,
+                    price_minor=200,
+                    currency="GBP",
+                ),
+                AddOn(
+                    service="conference_rooms",
+                    label="Extra conference room",
+                    units=1,
+                    price_minor=300,
+                    currency="GBP",
+                ),
+            ]
+        )
+    db.flush()
+
+
+def _subscribe(db, account, plan, usage: dict[str, int]) -> None:
+    if db.scalar(select(Subscription).where(Subscription.account_id == account.id)):
+        return
+    start = date.today() - timedelta(days=40)
+    db.add(
+        Subscription(account_id=account.id, plan_id=plan.id, anchor_day=start.day, started_on=start)
+    )
+    for service, used in usage.items():
+        db.add(LicenseUsage(account_id=account.id, service=service, used=used))
+    db.flush()
+
+
+def _history(db: Session, account: Account, *, seed: int, start_minor: int) -> None:
+    """Ninety days of top-ups and call usage, so the chart and history have something to show."""
+    if ledger.find_entry(db, account.id, "demo-0") is not None:
+        return
+    rng = random.Random(seed)  # noqa: S311 - demo data, not security
+    ledger.post_entry(
+        db,
+        account_id=account.id,
+        kind=EntryKind.TOPUP,
+        amount_minor=start_minor,
+        description="Opening top-up",
+        idempotency_key="demo-0",
+    )
+    now = utcnow()
+    for day in range(89, -1, -1):
+        when = now - timedelta(days=day, hours=rng.randint(0, 5))
+        if account.balance_minor < 800:
+            posting = ledger.post_entry(
+                db,
+                account_id=account.id,
+                kind=EntryKind.TOPUP,
+                amount_minor=2000,
+                description="Top-up £20",
+                idempotency_key=f"demo-t{day}",
+            )
+            posting.entry.created_at = when
+        cost = rng.randint(20, 160)
+        posting = ledger.post_entry(
+            db,
+            account_id=account.id,
+            kind=EntryKind.USAGE,
+            amount_minor=-cost,
+            description=f"Calls on day -{day}",
+            idempotency_key=f"demo-u{day}",
+        )
+        posting.entry.created_at = when + timedelta(hours=1)
+    db.flush()
+
+
+def _vouchers(db: Session, reseller: Reseller, series: str, amount_minor: int, count: int) -> None:
+    if db.scalar(select(TopupCard.id).where(TopupCard.series == series).limit(1)):
+        return
+    pins = DEMO_PINS[reseller.name] + [f"77{reseller.id}{i:07d}" for i in range(count)]
+    expires = utcnow() + timedelta(days=365)
+    pin_vault = vault()
+    for index, pin in enumerate(pins):
+        db.add(
+            TopupCard(
+                reseller_id=reseller.id,
+                serial=f"{series}-{10000001 + index}",
+                series=series,
+                amount_minor=amount_minor,
+                currency=reseller.currency,
+                pin_hash=pin_vault.hash(pin),
+                pin_encrypted=pin_vault.encrypt(pin),
+                pin_length=len(pin),
+                expires_at=expires,
+            )
+        )
+    db.flush()
+
+
+def _card_codes(db: Session, reseller: Reseller, account: Account) -> None:
+    if db.scalar(select(CardCode.id).where(CardCode.reseller_id == reseller.id).limit(1)):
+        return
+    unlimited = CardCode(
+        reseller_id=reseller.id,
+        account_id=account.id,
+        extension="0003*001",
+        code="48151623",
+        unlimited=True,
+        credit_minor=None,
+        currency="GBP",
+    )
+    limited = CardCode(
+        reseller_id=reseller.id,
+        account_id=account.id,
+        extension="0003*002",
+        code="42424242",
+        unlimited=False,
+        credit_minor=2000,
+        currency="GBP",
+    )
+    db.add_all([unlimited, limited])
+    db.flush()
+    db.add(
+        CardCodeRecharge(
+            card_code_id=limited.id,
+            order_number="ORD-1001",
+            credit_added_minor=2000,
+            credit_left_minor=2000,
+        )
+    )
+    db.add(
+        CardCodeRecharge(
+            card_code_id=unlimited.id,
+            order_number="ORD-1000",
+            credit_added_minor=None,
+            credit_left_minor=None,
+        )
+    )
+    db.flush()

@@ -1,0 +1,56 @@
+"""Friendly error pages; fragments for HTMX requests."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, render_template
+from sqlalchemy.exc import OperationalError
+from werkzeug.exceptions import HTTPException
+
+from portal.web import is_htmx
+
+log = logging.getLogger(__name__)
+
+MESSAGES = {
+    400: ("Bad request", "The request could not be understood. Please check what you sent."),
+    403: ("Not allowed", "You do not have permission to see this page."),
+    404: ("Not found", "There is nothing here. It may have moved, or it is not yours to see."),
+    405: ("Not allowed", "That action is not available here."),
+    413: ("Too large", "What you sent is too large."),
+    429: ("Too many attempts", "Too many attempts. Please wait a moment and try again."),
+    500: ("Something went wrong", "We could not finish this. Nothing was changed; please retry."),
+    503: ("Temporarily unavailable", "The service is briefly unavailable. Please retry shortly."),
+}
+
+
+def render_error(code: int, detail: str | None = None):
+    title, message = MESSAGES.get(code, MESSAGES[500])
+    template = "errors/_error.html" if is_htmx() else "errors/error.html"
+    return render_template(template, code=code, title=title, message=detail or message), code
+
+
+def init_app(app: Flask) -> None:
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        from flask_wtf.csrf import CSRFError
+
+        if isinstance(exc, CSRFError):
+            return render_error(
+                400,
+                "Your form expired or was not sent from this site. Reload the page and try again.",
+            )
+        response = render_error(exc.code or 500)
+        if exc.code == 429 and hasattr(exc, "retry_after"):
+            return response[0], 429, {"Retry-After": str(exc.retry_after)}
+        return response
+
+    @app.errorhandler(OperationalError)
+    def database_down(exc: OperationalError):
+        log.warning("database unavailable: %s", exc.__class__.__name__)
+        return render_error(503)
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception):
+        log.exception("unhandled error")
+        return render_error(500)

@@ -1,0 +1,76 @@
+"""Reading an account's money: history pages (keyset) and the balance series for the chart."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from portal.models import EntryKind, LedgerEntry, utcnow
+
+PAGE_SIZE = 25
+
+
+@dataclass(frozen=True)
+class HistoryFilter:
+    kind: EntryKind | None = None
+    date_from: date | None = None
+    date_to: date | None = None
+
+
+@dataclass(frozen=True)
+class HistoryPage:
+    entries: list[LedgerEntry]
+    next_before_id: int | None  # pass as `before` to get the older page
+
+
+def history_page(
+    db: Session,
+    account_id: int,
+    filters: HistoryFilter,
+    *,
+    before_id: int | None = None,
+    limit: int = PAGE_SIZE,
+) -> HistoryPage:
+    """Newest first, `limit` entries older than `before_id` (keyset, never OFFSET)."""
+    stmt = select(LedgerEntry).where(LedgerEntry.account_id == account_id)
+    if filters.kind is not None:
+        stmt = stmt.where(LedgerEntry.kind == filters.kind)
+    if filters.date_from is not None:
+        stmt = stmt.where(LedgerEntry.created_at >= _day_start(filters.date_from))
+    if filters.date_to is not None:
+        stmt = stmt.where(LedgerEntry.created_at < _day_start(filters.date_to + timedelta(days=1)))
+    if before_id is not None:
+        stmt = stmt.where(LedgerEntry.id < before_id)
+    rows = list(db.scalars(stmt.order_by(LedgerEntry.id.desc()).limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return HistoryPage(rows, rows[-1].id if more and rows else None)
+
+
+def _day_start(day: date) -> datetime:
+    from datetime import UTC
+
+    return datetime.combine(day, time.min, tzinfo=UTC)
+
+
+def balance_series(db: Session, account_id: int, days: int = 90) -> list[tuple[date, int]]:
+    """The balance at the end of each of the last `days` days (one statement, index lookups)."""
+    today = utcnow().date()
+    day_list = [today - timedelta(days=offset) for offset in range(days - 1, -1, -1)]
+    columns = [
+        select(LedgerEntry.balance_after_minor)
+        .where(
+            LedgerEntry.account_id == account_id,
+            LedgerEntry.created_at < _day_start(day + timedelta(days=1)),
+        )
+        .order_by(LedgerEntry.created_at.desc(), LedgerEntry.id.desc())
+        .limit(1)
+        .scalar_subquery()
+        .label(f"d{index}")
+        for index, day in enumerate(day_list)
+    ]
+    row = db.execute(select(*columns)).one()
+    return [(day, value or 0) for day, value in zip(day_list, row, strict=True)]

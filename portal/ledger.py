@@ -1,0 +1,252 @@
+"""The ledger: the only code that changes an account's money.
+
+Every change is an immutable LedgerEntry; the account's cached balance is updated in
+the same transaction while the account row is locked. An idempotency key that was
+already used on the account returns the first entry instead of moving money again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from portal.models import (
+    Account,
+    BillingModel,
+    EntryKind,
+    GrantStatus,
+    LedgerEntry,
+    ReserveGrant,
+    ReserveUse,
+    utcnow,
+)
+
+
+class LedgerError(Exception):
+    """Base class of the ledger's refusals."""
+
+
+class InsufficientFunds(LedgerError):
+    def __init__(self, available_minor: int, needed_minor: int):
+        super().__init__("Available funds do not cover this amount.")
+        self.available_minor = available_minor
+        self.needed_minor = needed_minor
+
+
+class CurrencyMismatch(LedgerError):
+    pass
+
+
+@dataclass(frozen=True)
+class Posting:
+    entry: LedgerEntry
+    replayed: bool
+
+
+def lock_account(db: Session, account_id: int) -> Account:
+    """Load the account with a row lock (FOR UPDATE; SQLite serialises writers instead)."""
+    # populate_existing: the identity map may hold a copy read before the lock.
+    return db.execute(
+        select(Account)
+        .where(Account.id == account_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).scalar_one()
+
+
+def lock_accounts(db: Session, account_ids: list[int]) -> dict[int, Account]:
+    """Lock several accounts in ascending id order, so crossing transfers never deadlock."""
+    return {account_id: lock_account(db, account_id) for account_id in sorted(set(account_ids))}
+
+
+def effective_credit_limit(account: Account, now: datetime | None = None) -> int:
+    """Permanent limit plus a temporary increase that is still valid (never an expired one)."""
+    if account.billing_model != BillingModel.POSTPAID:
+        return 0
+    now = now or utcnow()
+    limit = account.credit_limit_minor
+    valid = account.temp_increase_valid_until
+    if valid is not None and now < valid:
+        limit += temporary_increase_minor(account)
+    return limit
+
+
+def temporary_increase_minor(account: Account) -> int:
+    if account.temp_increase_percent is not None:
+        return max(account.credit_limit_minor, 0) * account.temp_increase_percent // 100
+    return account.temp_increase_minor or 0
+
+
+def available_funds(account: Account, now: datetime | None = None) -> int:
+    """Prepaid: the balance. Postpaid: balance plus the effective credit limit."""
+    return account.balance_minor + effective_credit_limit(account, now)
+
+
+def find_entry(db: Session, account_id: int, idempotency_key: str) -> LedgerEntry | None:
+    return db.scalar(
+        select(LedgerEntry).where(
+            LedgerEntry.account_id == account_id,
+            LedgerEntry.idempotency_key == idempotency_key,
+        )
+    )
+
+
+def post_entry(
+    db: Session,
+    *,
+    account_id: int,
+    kind: EntryKind,
+    amount_minor: int,
+    description: str,
+    idempotency_key: str,
+    currency: str | None = None,
+    reference: str = "",
+    actor_user_id: int | None = None,
+    require_funds: bool = False,
+    account: Account | None = None,
+) -> Posting:
+    """Post one signed amount to an account. The caller commits.
+
+    With require_funds, a debit is refused when available funds would go below zero.
+    Pass `account` only when the caller already holds its lock.
+    """
+    if not isinstance(amount_minor, int) or isinstance(amount_minor, bool):
+        raise TypeError("amount_minor must be an int")
+    if account is None:
+        account = lock_account(db, account_id)
+    existing = find_entry(db, account_id, idempotency_key)
+    if existing is not None:
+        return Posting(existing, replayed=True)
+    if currency is not None and currency != account.currency:
+        raise CurrencyMismatch(f"The account is in {account.currency}, not {currency}.")
+    if require_funds and amount_minor < 0:
+        available = available_funds(account)
+        if available + amount_minor < 0:
+            raise InsufficientFunds(available, -amount_minor)
+    account.balance_minor += amount_minor
+    entry = LedgerEntry(
+        account_id=account_id,
+        kind=kind,
+        amount_minor=amount_minor,
+        balance_after_minor=account.balance_minor,
+        currency=account.currency,
+        description=description[:300],
+        reference=reference[:120],
+        actor_user_id=actor_user_id,
+        idempotency_key=idempotency_key,
+        created_at=utcnow(),
+    )
+    db.add(entry)
+    db.flush()
+    return Posting(entry, replayed=False)
+
+
+def audit_balances(db: Session) -> list[tuple[int, int, int]]:
+    """Accounts whose cached balance differs from the sum of their entries.
+
+    Returns (account id, cached balance, sum of entries) for each mismatch.
+    """
+    sums = (
+        select(
+            LedgerEntry.account_id, func.coalesce(func.sum(LedgerEntry.amount_minor), 0).label("s")
+        )
+        .group_by(LedgerEntry.account_id)
+        .subquery()
+    )
+    rows = db.execute(
+        select(Account.id, Account.balance_minor, func.coalesce(sums.c.s, 0))
+        .outerjoin(sums, sums.c.account_id == Account.id)
+        .where(Account.balance_minor != func.coalesce(sums.c.s, 0))
+    ).all()
+    return [(r[0], r[1], int(r[2])) for r in rows]
+
+
+# --- Reserve credit: a separate pot, usable only for in-app purchases -----------------
+
+
+def grant_reserve(
+    db: Session,
+    *,
+    account: Account,
+    amount_minor: int,
+    source: str,
+    expires_at: datetime,
+    idempotency_key: str,
+) -> ReserveGrant:
+    """Grant reserve credit (the caller holds the account lock and commits)."""
+    existing = db.scalar(
+        select(ReserveGrant).where(
+            ReserveGrant.account_id == account.id,
+            ReserveGrant.idempotency_key == idempotency_key,
+        )
+    )
+    if existing is not None:
+        return existing
+    grant = ReserveGrant(
+        account_id=account.id,
+        amount_minor=amount_minor,
+        remaining_minor=amount_minor,
+        currency=account.currency,
+        source=source[:200],
+        granted_at=utcnow(),
+        expires_at=expires_at,
+        idempotency_key=idempotency_key,
+    )
+    db.add(grant)
+    db.flush()
+    return grant
+
+
+def usable_reserve(db: Session, account_id: int, now: datetime | None = None) -> list[ReserveGrant]:
+    """Active, unexpired grants, soonest-expiring first."""
+    now = now or utcnow()
+    return list(
+        db.scalars(
+            select(ReserveGrant)
+            .where(
+                ReserveGrant.account_id == account_id,
+                ReserveGrant.status == GrantStatus.ACTIVE,
+                ReserveGrant.remaining_minor > 0,
+                ReserveGrant.expires_at > now,
+            )
+            .order_by(ReserveGrant.expires_at, ReserveGrant.id)
+        )
+    )
+
+
+def consume_reserve(db: Session, *, account: Account, amount_minor: int, purpose: str) -> int:
+    """Take up to amount_minor from reserve credit, soonest-expiring first.
+
+    The caller holds the account lock. Returns how much was taken.
+    """
+    taken = 0
+    for grant in usable_reserve(db, account.id):
+        if taken == amount_minor:
+            break
+        part = min(grant.remaining_minor, amount_minor - taken)
+        grant.remaining_minor -= part
+        if grant.remaining_minor == 0:
+            grant.status = GrantStatus.USED
+        db.add(ReserveUse(grant_id=grant.id, amount_minor=part, purpose=purpose[:200]))
+        taken += part
+    db.flush()
+    return taken
+
+
+def expire_reserve(db: Session, now: datetime | None = None) -> int:
+    """Expire the remainder of grants past their expiry (recorded, not deleted)."""
+    now = now or utcnow()
+    result = db.execute(
+        update(ReserveGrant)
+        .where(ReserveGrant.status == GrantStatus.ACTIVE, ReserveGrant.expires_at <= now)
+        .values(
+            status=GrantStatus.EXPIRED,
+            expired_minor=ReserveGrant.remaining_minor,
+            remaining_minor=0,
+            expired_at=now,
+        )
+    )
+    return result.rowcount or 0

@@ -1,0 +1,60 @@
+"""All models, importable from one place."""
+# ruff: noqa: F401
+
+from portal.models.base import utcnow
+from portal.models.catalog import (
+    AccountAddOn,
+    AddOn,
+    LicenseUsage,
+    Plan,
+    PlanLicense,
+    Subscription,
+    SubscriptionStatus,
+    TopupProduct,
+)
+from portal.models.invoicing import (
+    CreditChangeKind,
+    CreditLimitChange,
+    Invoice,
+    InvoiceCounter,
+    InvoiceLine,
+    InvoiceStatus,
+    PaymentAllocation,
+    UnallocatedPayment,
+)
+from portal.models.ledger import EntryKind, GrantStatus, LedgerEntry, ReserveGrant, ReserveUse
+from portal.models.notifications import JobLease, MailStatus, Notice, OutboxEmail, RedeemFailure
+from portal.models.payments import (
+    AttemptStatus,
+    AutoRechargeAttempt,
+    AutoRechargeSetting,
+    CardRole,
+    Payment,
+    PaymentCard,
+    PaymentPurpose,
+    PaymentStatus,
+    WebhookEvent,
+)
+from portal.models.tenancy import (
+    Account,
+    AccountStatus,
+    ApiToken,
+    AuditLog,
+    BillingModel,
+    CustomerClass,
+    Reseller,
+    Role,
+    ServerSetting,
+    TransferSetting,
+    User,
+)
+from portal.models.vouchers import (
+    BatchStatus,
+    CardCode,
+    CardCodeRecharge,
+    CardStatus,
+    TopupCard,
+    TopupCardBatch,
+)
+
+__all__ = [name for name in dir() if not name.startswith("_")]

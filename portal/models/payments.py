@@ -1,0 +1,127 @@
+"""Payment cards (held in Stripe), payments, webhook events and auto-recharge."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from portal.db import Base
+from portal.models.base import BigID, Minor, UTCDateTime, str_enum, utcnow
+
+
+class CardRole(enum.StrEnum):
+    PRIMARY = "primary"
+    SECONDARY = "secondary"
+    OTHER = "other"
+
+
+class PaymentCard(Base):
+    """A card that lives in Stripe; we keep only its id, brand, last 4 and expiry."""
+
+    __tablename__ = "payment_cards"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    stripe_payment_method_id: Mapped[str] = mapped_column(String(64), unique=True)
+    brand: Mapped[str] = mapped_column(String(30))
+    last4: Mapped[str] = mapped_column(String(4))
+    exp_month: Mapped[int] = mapped_column(Integer)
+    exp_year: Mapped[int] = mapped_column(Integer)
+    role: Mapped[CardRole] = mapped_column(str_enum(CardRole), default=CardRole.OTHER)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class PaymentPurpose(enum.StrEnum):
+    TOPUP = "topup"
+    AUTO_RECHARGE = "auto_recharge"
+    INVOICE = "invoice"
+    MANUAL = "manual"
+
+
+class PaymentStatus(enum.StrEnum):
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    REQUIRES_ACTION = "requires_action"
+    REFUNDED = "refunded"
+
+
+class Payment(Base):
+    __tablename__ = "payments"
+    __table_args__ = (Index("ix_payments_status_created", "status", "created_at"),)
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    card_id: Mapped[int | None] = mapped_column(ForeignKey("payment_cards.id", ondelete="SET NULL"))
+    purpose: Mapped[PaymentPurpose] = mapped_column(str_enum(PaymentPurpose))
+    amount_minor: Mapped[int] = mapped_column(Minor)
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[PaymentStatus] = mapped_column(
+        str_enum(PaymentStatus), default=PaymentStatus.PENDING
+    )
+    stripe_payment_intent_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    stripe_charge_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    idempotency_key: Mapped[str] = mapped_column(String(120), unique=True)
+    failure_message: Mapped[str] = mapped_column(String(300), default="")
+    refunded_minor: Mapped[int] = mapped_column(Minor, default=0)
+    disputed: Mapped[bool] = mapped_column(Boolean, default=False)
+    order_number: Mapped[str] = mapped_column(String(60), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    card: Mapped[PaymentCard | None] = relationship()
+
+
+class WebhookEvent(Base):
+    """Every Stripe event we accepted, stored before it is processed."""
+
+    __tablename__ = "webhook_events"
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    stripe_event_id: Mapped[str] = mapped_column(String(80), unique=True)
+    type: Mapped[str] = mapped_column(String(80))
+    payload: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    error: Mapped[str] = mapped_column(String(500), default="")
+
+
+class AutoRechargeSetting(Base):
+    __tablename__ = "auto_recharge_settings"
+    __table_args__ = (Index("ix_autorecharge_enabled_threshold", "enabled", "threshold_minor"),)
+
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    threshold_minor: Mapped[int] = mapped_column(Minor, default=0)
+    amount_minor: Mapped[int] = mapped_column(Minor, default=0)
+    failure_count: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class AttemptStatus(enum.StrEnum):
+    IN_FLIGHT = "in_flight"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class AutoRechargeAttempt(Base):
+    __tablename__ = "auto_recharge_attempts"
+    __table_args__ = (Index("ix_attempts_account_created", "account_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
+    amount_minor: Mapped[int] = mapped_column(Minor)
+    card_id: Mapped[int | None] = mapped_column(ForeignKey("payment_cards.id", ondelete="SET NULL"))
+    payment_id: Mapped[int | None] = mapped_column(ForeignKey("payments.id"))
+    status: Mapped[AttemptStatus] = mapped_column(
+        str_enum(AttemptStatus), default=AttemptStatus.IN_FLIGHT
+    )
+    message: Mapped[str] = mapped_column(String(300), default="")
+    idempotency_key: Mapped[str] = mapped_column(String(120), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    card: Mapped[PaymentCard | None] = relationship()
