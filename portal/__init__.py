@@ -53,12 +53,20 @@ def _init_extensions(app: Flask) -> None:
 
 def _register_blueprints(app: Flask) -> None:
     from portal.admin import bp as admin_bp
+    from portal.api import bp as api_bp
     from portal.auth import bp as auth_bp
     from portal.billing import bp as billing_bp
+    from portal.extensions import csrf
+    from portal.webhooks import bp as webhooks_bp
 
     app.register_blueprint(auth_bp)
     app.register_blueprint(billing_bp, url_prefix="/billing")
     app.register_blueprint(admin_bp, url_prefix="/admin")
+    # The webhook is signature-checked and the API token-authenticated: no CSRF there.
+    csrf.exempt(webhooks_bp)
+    csrf.exempt(api_bp)
+    app.register_blueprint(webhooks_bp, url_prefix="/webhooks")
+    app.register_blueprint(api_bp, url_prefix="/api/v1")
 
     @app.get("/healthz")
     def healthz():

@@ -11,4 +11,11 @@ def require_admin():
     """Every /admin page is for reseller admins and the operator only."""
 
 
-from portal.admin import routes  # noqa: E402,F401
+# One module per area of the admin pages.
+from portal.admin import (  # noqa: E402,F401
+    card_codes_views,
+    catalogue_views,
+    customers_views,
+    routes,
+    topup_cards_views,
+)

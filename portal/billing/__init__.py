@@ -16,4 +16,12 @@ def require_customer():
         abort(403)
 
 
-from portal.billing import routes  # noqa: E402,F401
+# One module per area of the billing pages.
+from portal.billing import (  # noqa: E402,F401
+    cards_views,
+    invoices_views,
+    plans_views,
+    redeem_views,
+    routes,
+    transfers_views,
+)

@@ -1,0 +1,1 @@
+"""Admin views: topup_cards."""

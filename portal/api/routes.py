@@ -1,0 +1,1 @@
+"""/api/v1 routes (filled in by the usage API work)."""

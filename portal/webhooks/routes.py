@@ -1,0 +1,1 @@
+"""POST /webhooks/stripe (filled in by the Stripe work)."""
