@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 
@@ -29,7 +28,14 @@ def create_app(test_config: dict | None = None) -> Flask:
         app.config.from_mapping(test_config)
     config.check_production_safety(app.config)
     os.makedirs(app.instance_path, exist_ok=True)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    from portal.logging_setup import configure_logging
+
+    configure_logging(app)
+    if app.config["TRUSTED_PROXIES"]:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        hops = app.config["TRUSTED_PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
     _init_extensions(app)
     _register_blueprints(app)
     return app

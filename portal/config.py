@@ -46,6 +46,8 @@ def from_environment(instance_path: str) -> dict:
         "PORT": port,
         "PUBLIC_URL": _env("PUBLIC_URL", f"http://127.0.0.1:{port}"),
         "RUN_SCHEDULER": _env("RUN_SCHEDULER", "0") == "1",
+        "LOG_FORMAT": _env("LOG_FORMAT", "json" if _env("PORTAL_ENV") == "production" else "text"),
+        "TRUSTED_PROXIES": int(_env("TRUSTED_PROXIES", "0")),
         "PASSWORD_HASH_METHOD": "scrypt",
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
