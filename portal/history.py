@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
+from functools import cache
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from portal.models import EntryKind, LedgerEntry, utcnow
@@ -51,8 +52,6 @@ def history_page(
 
 
 def _day_start(day: date) -> datetime:
-    from datetime import UTC
-
     return datetime.combine(day, time.min, tzinfo=UTC)
 
 
@@ -60,17 +59,27 @@ def balance_series(db: Session, account_id: int, days: int = 90) -> list[tuple[d
     """The balance at the end of each of the last `days` days (one statement, index lookups)."""
     today = utcnow().date()
     day_list = [today - timedelta(days=offset) for offset in range(days - 1, -1, -1)]
+    params = {"account_id": account_id}
+    for index, day in enumerate(day_list):
+        params[f"end{index}"] = _day_start(day + timedelta(days=1))
+    row = db.execute(_series_statement(days), params).one()
+    return [(day, value or 0) for day, value in zip(day_list, row, strict=True)]
+
+
+@cache
+def _series_statement(days: int):
+    # Built once per process: constructing 90 subqueries costs far more than running them.
+    account = bindparam("account_id")
     columns = [
         select(LedgerEntry.balance_after_minor)
         .where(
-            LedgerEntry.account_id == account_id,
-            LedgerEntry.created_at < _day_start(day + timedelta(days=1)),
+            LedgerEntry.account_id == account,
+            LedgerEntry.created_at < bindparam(f"end{index}", type_=LedgerEntry.created_at.type),
         )
         .order_by(LedgerEntry.created_at.desc(), LedgerEntry.id.desc())
         .limit(1)
         .scalar_subquery()
         .label(f"d{index}")
-        for index, day in enumerate(day_list)
+        for index in range(days)
     ]
-    row = db.execute(select(*columns)).one()
-    return [(day, value or 0) for day, value in zip(day_list, row, strict=True)]
+    return select(*columns)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal, InvalidOperation
+from functools import cache
 
+from babel import Locale
 from babel.numbers import format_currency, get_currency_precision
 
 # Largest amount anyone may type: 10 billion major units. Anything bigger is a typo or an attack.
@@ -70,7 +72,16 @@ def format_money(minor: int | None, currency: str, locale: str = DEFAULT_LOCALE)
     """Format minor units for display, e.g. 1250 GBP -> '£12.50'."""
     if minor is None:
         return "Unlimited"
-    return format_currency(to_decimal(minor, currency), currency, locale=locale)
+    babel_locale, pattern = _currency_pattern(locale)
+    return pattern.apply(to_decimal(minor, currency), babel_locale, currency=currency)
+
+
+@cache
+def _currency_pattern(locale: str):
+    # Same result as babel.numbers.format_currency, without parsing the locale on every call
+    # (a history page formats dozens of amounts).
+    babel_locale = Locale.parse(locale)
+    return babel_locale, babel_locale.currency_formats["standard"]
 
 
 def format_plain(minor: int, currency: str) -> str:
