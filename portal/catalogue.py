@@ -1,0 +1,285 @@
+"""Catalogue and settings: plans, licenses, add-ons, top-up products, resellers, customer
+classes and the server settings. Every change is audited; deleting what is in use is refused.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from portal import audit, settings
+from portal.auth.service import hash_password
+from portal.credit import parse_thresholds
+from portal.customers import check_new_user_email, check_password_rules
+from portal.domain import DomainError
+from portal.models import (
+    Account,
+    AccountAddOn,
+    AddOn,
+    ApiToken,
+    BillingModel,
+    CardCode,
+    CustomerClass,
+    Invoice,
+    Plan,
+    PlanLicense,
+    Reseller,
+    Role,
+    Subscription,
+    TopupCard,
+    TopupCardBatch,
+    TopupProduct,
+    User,
+)
+from portal.money import supported_currencies
+
+_TAX = re.compile(r"^\d{1,3}(\.\d{1,2})?$")
+
+
+class CatalogueError(DomainError):
+    """A refused catalogue or settings change."""
+
+
+# The fields an admin edits, which are also what the audit row shows before/after.
+FIELDS: dict[type, tuple[str, ...]] = {
+    Plan: ("name", "price_minor", "currency", "sort_order", "active"),
+    PlanLicense: ("service", "label", "limit", "sort_order"),
+    AddOn: ("service", "label", "units", "price_minor", "currency", "active"),
+    TopupProduct: ("label", "amount_minor", "currency", "active"),
+    Reseller: ("name", "currency"),
+    CustomerClass: (
+        "name",
+        "transfers_allowed",
+        "max_increase_minor",
+        "max_increase_percent",
+        "max_increase_days",
+        "default_warning_thresholds",
+    ),
+}
+
+# What makes an object "in use": (foreign key column, why it cannot go).
+IN_USE: dict[type, list[tuple]] = {
+    Plan: [(Subscription.plan_id, "customers subscribe to this plan")],
+    AddOn: [(AccountAddOn.addon_id, "customers have bought this add-on")],
+    CustomerClass: [(Account.customer_class_id, "customer accounts belong to this class")],
+    Reseller: [
+        (Account.reseller_id, "it has customer accounts"),
+        (User.reseller_id, "it has users"),
+        (CustomerClass.reseller_id, "it has customer classes"),
+        (TopupCard.reseller_id, "it has top-up cards"),
+        (TopupCardBatch.reseller_id, "it has top-up card batches"),
+        (CardCode.reseller_id, "it has card codes"),
+        (Invoice.reseller_id, "it has invoices"),
+        (ApiToken.reseller_id, "it has API tokens"),
+    ],
+    PlanLicense: [],
+    TopupProduct: [],
+}
+
+NAMES = {
+    Plan: "plan",
+    PlanLicense: "license",
+    AddOn: "add-on",
+    TopupProduct: "top-up product",
+    Reseller: "reseller",
+    CustomerClass: "customer class",
+}
+
+
+def snapshot(item) -> dict:
+    """The editable fields of a catalogue object (for the audit log)."""
+    return {name: getattr(item, name) for name in FIELDS[type(item)]}
+
+
+def _reseller_of(item) -> int | None:
+    if isinstance(item, Reseller):
+        return item.id
+    return getattr(item, "reseller_id", None)
+
+
+def _record(db, actor, item, action, before, after) -> None:
+    audit.record(
+        db,
+        actor_user_id=actor.id,
+        reseller_id=_reseller_of(item),
+        action=f"{NAMES[type(item)].replace(' ', '_')}.{action}",
+        object_type=type(item).__name__,
+        object_id=item.id,
+        before=before,
+        after=after,
+    )
+
+
+def _check_unique(db: Session, item, values: dict) -> None:
+    name = values.get("name")
+    if isinstance(item, Reseller) and name:
+        clash = select(Reseller.id).where(func.lower(Reseller.name) == name.lower())
+        if db.scalar(clash.where(Reseller.id != (item.id or 0))):
+            raise CatalogueError("A reseller with this name already exists.", field="name")
+    if isinstance(item, CustomerClass) and name:
+        clash = select(CustomerClass.id).where(
+            CustomerClass.reseller_id == item.reseller_id,
+            func.lower(CustomerClass.name) == name.lower(),
+            CustomerClass.id != (item.id or 0),
+        )
+        if db.scalar(clash):
+            raise CatalogueError("This reseller already has a class of this name.", field="name")
+    if isinstance(item, PlanLicense) and values.get("service"):
+        clash = select(PlanLicense.id).where(
+            PlanLicense.plan_id == item.plan_id,
+            PlanLicense.service == values["service"],
+            PlanLicense.id != (item.id or 0),
+        )
+        if db.scalar(clash):
+            raise CatalogueError("This plan already has a license for it.", field="service")
+
+
+def _check_values(db: Session, item, values: dict) -> None:
+    unknown = set(values) - set(FIELDS[type(item)])
+    if unknown:
+        raise CatalogueError(f"Unknown fields: {', '.join(sorted(unknown))}.")
+    if "currency" in values and values["currency"] not in supported_currencies():
+        raise CatalogueError("Choose a supported currency.", field="currency")
+    for field in ("price_minor", "amount_minor", "units", "limit", "max_increase_minor"):
+        value = values.get(field)
+        if value is not None and (isinstance(value, bool) or value < 0):
+            raise CatalogueError("Enter a value of 0 or more.", field=field)
+    if isinstance(item, CustomerClass):
+        currency = db.get(Reseller, item.reseller_id).currency
+        # Postpaid rules allow both amounts and percentages, the widest valid list.
+        try:
+            parse_thresholds(
+                values.get("default_warning_thresholds", ""), BillingModel.POSTPAID, currency
+            )
+        except DomainError as exc:
+            raise CatalogueError(exc.message, field="default_warning_thresholds") from exc
+    _check_unique(db, item, values)
+
+
+def save_item(db: Session, *, item, values: dict, actor: User):
+    """Create (item has no id yet) or update a catalogue object with `values`."""
+    _check_values(db, item, values)
+    created = item.id is None
+    before = None if created else snapshot(item)
+    for name, value in values.items():
+        setattr(item, name, value)
+    db.add(item)
+    db.flush()
+    _record(db, actor, item, "create" if created else "update", before, snapshot(item))
+    db.commit()
+    return item
+
+
+def in_use_reason(db: Session, item) -> str | None:
+    """Why the object cannot be deleted, or None when nothing uses it."""
+    for column, reason in IN_USE[type(item)]:
+        if db.scalar(select(column).where(column == item.id).limit(1)) is not None:
+            return reason
+    return None
+
+
+def delete_item(db: Session, *, item, actor: User) -> None:
+    """Delete a catalogue object unless something uses it."""
+    reason = in_use_reason(db, item)
+    if reason:
+        raise CatalogueError(f"This {NAMES[type(item)]} cannot be deleted: {reason}.")
+    _record(db, actor, item, "delete", snapshot(item), None)
+    db.delete(item)
+    db.commit()
+
+
+# --- Reseller admins ------------------------------------------------------------------------
+
+
+def create_reseller_admin(
+    db: Session, *, reseller: Reseller, actor: User, email: str, name: str, password: str
+) -> User:
+    """Add an admin user who manages only this reseller's objects."""
+    email = check_new_user_email(db, email)
+    check_password_rules(password)
+    user = User(
+        email=email,
+        name=(name or "").strip()[:200],
+        password_hash=hash_password(password),
+        role=Role.RESELLER_ADMIN,
+        reseller_id=reseller.id,
+    )
+    db.add(user)
+    db.flush()
+    audit.record(
+        db,
+        actor_user_id=actor.id,
+        reseller_id=reseller.id,
+        action="reseller_admin.create",
+        object_type="User",
+        object_id=user.id,
+        after={"email": email, "name": user.name},
+    )
+    db.commit()
+    return user
+
+
+def reseller_admins(db: Session, reseller: Reseller) -> list[User]:
+    """The admin users of a reseller."""
+    return list(
+        db.scalars(
+            select(User)
+            .where(User.reseller_id == reseller.id, User.role == Role.RESELLER_ADMIN)
+            .order_by(User.email)
+        )
+    )
+
+
+# --- Server settings -------------------------------------------------------------------------
+
+
+def parse_tax_rate(text: str) -> int:
+    """'20' or '17.5' (percent, at most 2 decimals) -> basis points (2000, 1750)."""
+    raw = (text or "").strip().rstrip("%").strip()
+    if not _TAX.match(raw):
+        raise CatalogueError(
+            "Enter a percentage such as 20 or 17.50 (at most 2 decimals).", field="tax_rate"
+        )
+    value = Decimal(raw)
+    if value > 100:
+        raise CatalogueError("The tax rate cannot be above 100%.", field="tax_rate")
+    return int(value * 100)
+
+
+def format_tax_rate(basis_points: int) -> str:
+    """2000 -> '20.00'."""
+    return f"{Decimal(basis_points) / 100:.2f}"
+
+
+def current_settings(db: Session) -> dict:
+    """The server default currency and the invoice tax rate (basis points)."""
+    return {
+        "default_currency": settings.default_currency(db),
+        "tax_rate_bp": int(settings.get_setting(db, "tax_rate_bp")),
+    }
+
+
+def update_settings(db: Session, *, default_currency: str, tax_rate_bp: int, actor: User) -> None:
+    """Change the server default currency and the invoice tax rate."""
+    if default_currency not in supported_currencies():
+        raise CatalogueError("Choose a supported currency.", field="default_currency")
+    if isinstance(tax_rate_bp, bool) or not isinstance(tax_rate_bp, int):
+        raise CatalogueError("Enter a tax rate.", field="tax_rate")
+    if not 0 <= tax_rate_bp <= 10_000:
+        raise CatalogueError("The tax rate must be from 0% to 100%.", field="tax_rate")
+    before = current_settings(db)
+    settings.set_setting(db, "default_currency", default_currency)
+    settings.set_setting(db, "tax_rate_bp", str(tax_rate_bp))
+    audit.record(
+        db,
+        actor_user_id=actor.id,
+        reseller_id=None,
+        action="settings.update",
+        object_type="ServerSetting",
+        before=before,
+        after={"default_currency": default_currency, "tax_rate_bp": tax_rate_bp},
+    )
+    db.commit()
