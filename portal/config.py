@@ -23,7 +23,8 @@ def _env(name: str, default: str | None = None) -> str | None:
 def from_environment(instance_path: str) -> dict:
     """Build the configuration mapping from the process environment."""
     port = int(_env("PORT", "5000"))
-    stripe_base = _env("STRIPE_API_BASE", f"http://127.0.0.1:{LOCALSTRIPE_PORT}")
+    localstripe_port = int(_env("LOCALSTRIPE_PORT", str(LOCALSTRIPE_PORT)))
+    stripe_base = _env("STRIPE_API_BASE", f"http://127.0.0.1:{localstripe_port}")
     return {
         "ENV_NAME": _env("PORTAL_ENV", "development"),
         "SECRET_KEY": _env("SECRET_KEY", DEV_SECRET_KEY),

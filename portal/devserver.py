@@ -62,7 +62,10 @@ def run_dev_stack(app: Flask, port: int) -> None:
         register_webhook(app, stripe_port, port)
         _start_scheduler(app)
         print(f" * Portal on http://127.0.0.1:{port}  (localstripe on 127.0.0.1:{stripe_port})")
-        app.run(host="127.0.0.1", port=port, debug=False, use_reloader=False, threaded=True)
+        # app.run() is a no-op inside the `flask` CLI; serve with werkzeug directly.
+        from werkzeug.serving import run_simple
+
+        run_simple("127.0.0.1", port, app, threaded=True, use_reloader=False)
     finally:
         os.killpg(stripe_proc.pid, signal.SIGTERM)
         stripe_proc.wait(timeout=10)
