@@ -1,1 +1,82 @@
-"""Billing views: redeem."""
+"""Billing views: redeem a top-up card (voucher) PIN."""
+
+from __future__ import annotations
+
+from flask import abort, flash, redirect, render_template, url_for
+from flask_login import current_user
+from flask_wtf import FlaskForm
+from wtforms import StringField
+from wtforms.validators import InputRequired, Length
+
+from portal import db, vouchers
+from portal.billing import bp
+from portal.billing.context import current_account
+from portal.billing.plans_views import status_for
+from portal.domain import DomainError, PermissionDenied
+from portal.extensions import client_address
+from portal.money import format_money
+from portal.web import is_htmx, render
+
+
+class RedeemForm(FlaskForm):
+    pin = StringField(
+        "PIN",
+        validators=[InputRequired("Enter the PIN printed on the card."), Length(max=64)],
+        render_kw={"inputmode": "numeric", "autocomplete": "off", "spellcheck": "false"},
+    )
+
+
+def _page(form: RedeemForm, status: int = 200, headers: dict | None = None, **extra):
+    body, code = render(
+        "billing/redeem.html",
+        "billing/_redeem.html",
+        status,
+        form=form,
+        account=current_account(),
+        **extra,
+    )
+    return body, code, headers or {}
+
+
+@bp.route("/redeem", methods=["GET", "POST"])
+def redeem():
+    """Redeem voucher: the card's amount is added to the balance."""
+    if not current_user.can_redeem_vouchers:
+        abort(403)
+    form = RedeemForm()
+    if not form.validate_on_submit():
+        return _page(form, status_for(422) if form.is_submitted() else 200)
+    try:
+        redemption = vouchers.redeem_voucher(
+            db.session(),
+            user=current_user._get_current_object(),
+            account=current_account(),
+            pin=form.pin.data,
+            client_ip=client_address(),
+        )
+    except vouchers.RedeemLocked as exc:
+        form.pin.errors = [exc.message]
+        return _page(form, status_for(429), {"Retry-After": str(exc.retry_after)})
+    except PermissionDenied:
+        abort(403)
+    except DomainError as exc:
+        form.pin.errors = [exc.message]
+        return _page(form, status_for(422))
+    return _redeemed(redemption)
+
+
+def _redeemed(redemption: vouchers.Redemption):
+    added = format_money(redemption.amount_minor, redemption.currency)
+    balance = format_money(redemption.balance_after_minor, redemption.currency)
+    message = f"{added} added to your balance. Your new balance is {balance}."
+    if not is_htmx():
+        flash(message, "success")
+        return redirect(url_for("billing.redeem"), code=303)
+    return render_template(
+        "billing/_redeem.html",
+        form=RedeemForm(formdata=None),
+        account=current_account(),
+        redemption=redemption,
+        success=message,
+        toast=message,
+    )
