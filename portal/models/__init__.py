@@ -38,6 +38,7 @@ from portal.models.payments import (
 from portal.models.tenancy import (
     Account,
     AccountStatus,
+    ApiCharge,
     ApiToken,
     AuditLog,
     BillingModel,

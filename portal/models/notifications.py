@@ -16,6 +16,7 @@ class MailStatus(enum.StrEnum):
     PENDING = "pending"
     SENT = "sent"
     FAILED = "failed"
+    OUTBOX = "outbox"  # kept in the outbox only: no MAIL_SERVER configured (demo)
 
 
 class OutboxEmail(Base):
@@ -23,6 +24,9 @@ class OutboxEmail(Base):
     __table_args__ = (Index("ix_outbox_status_next", "status", "next_attempt_at"),)
 
     id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    # Whose mail it is, so the admin Outbox page can be tenant-scoped.
+    reseller_id: Mapped[int | None] = mapped_column(ForeignKey("resellers.id"), index=True)
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"), index=True)
     to_address: Mapped[str] = mapped_column(String(254))
     subject: Mapped[str] = mapped_column(String(200))
     body: Mapped[str] = mapped_column(Text)

@@ -67,7 +67,11 @@ class Account(Base):
     """A customer account: the thing that has a balance."""
 
     __tablename__ = "accounts"
-    __table_args__ = (Index("ix_accounts_reseller_name", "reseller_id", "name"),)
+    __table_args__ = (
+        Index("ix_accounts_reseller_name", "reseller_id", "name"),
+        # The auto-recharge sweep looks only at accounts at or below the highest threshold.
+        Index("ix_accounts_balance", "balance_minor"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     reseller_id: Mapped[int] = mapped_column(ForeignKey("resellers.id"), index=True)
@@ -150,6 +154,21 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ApiCharge(Base):
+    """The first answer to an API charge, replayed for the same idempotency key."""
+
+    __tablename__ = "api_charges"
+    __table_args__ = (UniqueConstraint("account_id", "idempotency_key", name="uq_api_charge_key"),)
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
+    idempotency_key: Mapped[str] = mapped_column(String(120))
+    request_fingerprint: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int] = mapped_column(Integer)
+    response_json: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class AuditLog(Base):

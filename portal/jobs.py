@@ -1,0 +1,312 @@
+"""Scheduled jobs: one runner at a time through a database lease, each job idempotent itself.
+
+Every job is a module-level function taking (db, now); `run_job(name)` wraps it with an app
+context, a fresh session and the lease. Tests call run_job(name, app=app, now=...).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from datetime import datetime, timedelta
+
+from flask import Flask, current_app
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from portal import db as portal_db
+from portal.models import (
+    Account,
+    AccountStatus,
+    CardStatus,
+    CreditChangeKind,
+    CreditLimitChange,
+    JobLease,
+    TopupCard,
+    utcnow,
+)
+
+log = logging.getLogger(__name__)
+
+LEASE_TTL = timedelta(minutes=15)
+BATCH = 500
+
+
+# --- The jobs ------------------------------------------------------------------------------
+
+
+def sweep_auto_recharge(db: Session, now: datetime) -> int:
+    """Safety net: charge every enabled account at or below its threshold."""
+    from portal.autorecharge import sweep
+
+    return sweep(db, now=now)
+
+
+def revert_credit_limits(db: Session, now: datetime) -> int:
+    """Temporary credit limit increases past Valid Until go back to the permanent limit."""
+    credit = _optional("portal.credit")
+    if credit is not None and hasattr(credit, "revert_expired_increases"):
+        count = credit.revert_expired_increases(db, now)
+    else:
+        count = _revert_expired_increases(db, now)
+    db.commit()
+    return count or 0
+
+
+def expire_reserve_credit(db: Session, now: datetime) -> int:
+    """The remainder of reserve credit grants past their expiry expires (recorded)."""
+    from portal.ledger import expire_reserve
+
+    count = expire_reserve(db, now)
+    db.commit()
+    return count
+
+
+def expire_topup_cards(db: Session, now: datetime) -> int:
+    """New (never activated) top-up cards past their expiry become expired: one UPDATE."""
+    result = db.execute(
+        update(TopupCard)
+        .where(TopupCard.status == CardStatus.NEW, TopupCard.expires_at <= now)
+        .values(status=CardStatus.EXPIRED)
+        .execution_options(synchronize_session=False)
+    )
+    db.commit()
+    return result.rowcount or 0
+
+
+def check_warnings(db: Session, now: datetime) -> int:
+    """Low funds / credit limit warnings for every active account (once per crossing)."""
+    from portal.notifications import check_funds_warnings
+
+    sent = 0
+    for account_id in _active_account_ids(db):
+        sent += check_funds_warnings(db, account_id=account_id, now=now)
+        db.commit()
+    return sent
+
+
+def run_billing_cycle(db: Session, now: datetime) -> int:
+    """Generate (and send) the invoice of every period that ended."""
+    from portal.invoices import generate_due_invoices
+
+    return len(generate_due_invoices(db, now=now))
+
+
+def send_emails(db: Session, now: datetime) -> int:
+    """Send what waits in the email outbox (retries with back-off)."""
+    from portal.notifications import send_outbox
+
+    return send_outbox(db, config=current_app.config, now=now)
+
+
+def reconcile_payments(db: Session, now: datetime) -> int:
+    """Ask Stripe about payments left pending (a crash or a lost webhook)."""
+    service = _optional("portal.payments.service")
+    if service is None or not hasattr(service, "reconcile_pending_payments"):
+        return 0
+    result = service.reconcile_pending_payments(db, older_than=timedelta(minutes=10))
+    db.commit()
+    return result if isinstance(result, int) else len(result or [])
+
+
+# name -> (function, interval in seconds)
+JOBS: dict[str, tuple[Callable[[Session, datetime], int], int]] = {
+    "auto_recharge_sweep": (sweep_auto_recharge, 300),
+    "credit_limit_revert": (revert_credit_limits, 60),
+    "reserve_credit_expiry": (expire_reserve_credit, 600),
+    "topup_card_expiry": (expire_topup_cards, 600),
+    "funds_warnings": (check_warnings, 300),
+    "billing_cycle": (run_billing_cycle, 3600),
+    "email_outbox": (send_emails, 30),
+    "payment_reconciliation": (reconcile_payments, 600),
+}
+
+
+# --- Single runner: the lease --------------------------------------------------------------
+
+
+def runner_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def acquire_lease(db: Session, name: str, holder: str, now: datetime) -> bool:
+    """Take the job's lease if it is free or expired (UPDATE ... WHERE, else INSERT); commits."""
+    taken = db.execute(
+        update(JobLease)
+        .where(JobLease.name == name, JobLease.expires_at < now)
+        .values(holder=holder, expires_at=now + LEASE_TTL)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if not taken and db.get(JobLease, name) is None:
+        try:
+            db.add(JobLease(name=name, holder=holder, expires_at=now + LEASE_TTL))
+            db.flush()
+            taken = 1
+        except IntegrityError:
+            db.rollback()
+            return False
+    db.commit()
+    return bool(taken)
+
+
+def release_lease(db: Session, name: str, holder: str) -> None:
+    db.rollback()
+    db.execute(
+        update(JobLease)
+        .where(JobLease.name == name, JobLease.holder == holder)
+        .values(expires_at=utcnow() - timedelta(seconds=1))
+        .execution_options(synchronize_session=False)
+    )
+    db.commit()
+
+
+def run_job(name: str, *, app: Flask | None = None, now: datetime | None = None) -> int | None:
+    """Run one job under its lease; None when another runner holds it."""
+    app = app or current_app._get_current_object()
+    function, _ = JOBS[name]
+    with app.app_context():
+        db = portal_db.new_session()
+        holder = runner_id()
+        try:
+            if not acquire_lease(db, name, holder, utcnow()):
+                log.info("job %s: another runner holds the lease", name)
+                return None
+            try:
+                return function(db, now or utcnow())
+            finally:
+                release_lease(db, name, holder)
+        finally:
+            db.close()
+
+
+# --- Checks right after a debit (never slowing the debit's request) ------------------------
+
+_executor: ThreadPoolExecutor | None = None
+_pending: set[tuple[int, int]] = set()
+_pending_lock = threading.Lock()
+_futures: set[Future] = set()
+
+
+def enqueue_after_debit(app: Flask, account_id: int) -> None:
+    """Queue the auto-recharge and warning checks of an account (in-process, two threads).
+
+    AFTER_DEBIT_CHECKS: "thread" (default), "inline" (tests, CLI) or "off"; the periodic
+    sweeps catch anything lost when the process stops.
+    """
+    mode = app.config.get("AFTER_DEBIT_CHECKS", "thread")
+    if mode == "off":
+        return
+    if mode == "inline":
+        after_debit_checks(app, account_id)
+        return
+    key = (id(app), account_id)
+    with _pending_lock:
+        if key in _pending:
+            return  # a check already queued will see this debit too
+        _pending.add(key)
+    future = _get_executor().submit(_queued_check, app, account_id, key)
+    _futures.add(future)
+    future.add_done_callback(_futures.discard)
+
+
+def _get_executor() -> ThreadPoolExecutor:
+    global _executor
+    with _pending_lock:
+        if _executor is None:
+            _executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="after-debit")
+        return _executor
+
+
+def _queued_check(app: Flask, account_id: int, key: tuple[int, int]) -> None:
+    with _pending_lock:
+        _pending.discard(key)
+    try:
+        after_debit_checks(app, account_id)
+    except Exception:  # a background thread has nobody to report to but the log
+        log.exception("after-debit checks failed for account %s", account_id)
+
+
+def after_debit_checks(app: Flask, account_id: int, now: datetime | None = None) -> None:
+    """Auto-recharge if at or below the threshold, then the funds warnings."""
+    with app.app_context():
+        db = portal_db.new_session()
+        try:
+            autorecharge = _optional("portal.autorecharge")
+            if autorecharge is not None:
+                autorecharge.recharge_if_needed(db, account_id=account_id, now=now)
+            from portal.notifications import check_funds_warnings
+
+            check_funds_warnings(db, account_id=account_id, now=now)
+            db.commit()
+        finally:
+            db.close()
+
+
+def wait_for_queued_checks(timeout: float = 10.0) -> None:
+    """Block until queued after-debit checks have run (tests and the CLI)."""
+    wait(list(_futures), timeout=timeout)
+
+
+# --- Helpers -------------------------------------------------------------------------------
+
+
+def _optional(module: str):
+    # Some jobs call modules other work streams provide; absent means "nothing to do yet".
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name and module.startswith(exc.name):
+            return None
+        raise
+
+
+def _active_account_ids(db: Session):
+    last_id = 0
+    while True:
+        ids = db.scalars(
+            select(Account.id)
+            .where(Account.id > last_id, Account.status == AccountStatus.ACTIVE)
+            .order_by(Account.id)
+            .limit(BATCH)
+        ).all()
+        if not ids:
+            return
+        yield from ids
+        last_id = ids[-1]
+
+
+def _revert_expired_increases(db: Session, now: datetime) -> int:
+    # Used only until portal.credit provides revert_expired_increases.
+    from portal.ledger import lock_account, temporary_increase_minor
+
+    ids = db.scalars(
+        select(Account.id).where(
+            Account.temp_increase_valid_until.is_not(None),
+            Account.temp_increase_valid_until <= now,
+        )
+    ).all()
+    for account_id in ids:
+        account = lock_account(db, account_id)
+        if account.temp_increase_valid_until is None or account.temp_increase_valid_until > now:
+            continue  # reverted or replaced meanwhile
+        old = account.credit_limit_minor + temporary_increase_minor(account)
+        db.add(
+            CreditLimitChange(
+                account_id=account.id,
+                kind=CreditChangeKind.REVERT,
+                old_value=str(old),
+                new_value=str(account.credit_limit_minor),
+                valid_until=account.temp_increase_valid_until,
+                created_at=now,
+            )
+        )
+        account.temp_increase_minor = account.temp_increase_percent = None
+        account.temp_increase_valid_until = None
+    return len(ids)

@@ -1,0 +1,252 @@
+"""Notifications: an email through the outbox plus an in-portal notice, and the outbox sender."""
+
+from __future__ import annotations
+
+import logging
+import smtplib
+from datetime import datetime, timedelta
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from email.message import EmailMessage
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from portal.ledger import available_funds, lock_account
+from portal.models import (
+    Account,
+    BillingModel,
+    LedgerEntry,
+    MailStatus,
+    Notice,
+    OutboxEmail,
+    utcnow,
+)
+from portal.money import MoneyError, format_money, parse_amount
+
+log = logging.getLogger(__name__)
+
+# Wait before each retry; after the last one the mail is marked failed.
+RETRY_DELAYS = [
+    timedelta(minutes=1),
+    timedelta(minutes=5),
+    timedelta(minutes=30),
+    timedelta(hours=2),
+    timedelta(hours=6),
+]
+BATCH = 50
+
+
+def notify(
+    db: Session,
+    *,
+    account: Account,
+    subject: str,
+    body: str,
+    dedupe_key: str,
+    level: str = "info",
+) -> bool:
+    """Queue one email and one notice for the account; False if dedupe_key was already used."""
+    if db.scalar(select(OutboxEmail.id).where(OutboxEmail.dedupe_key == dedupe_key)):
+        return False
+    try:
+        with db.begin_nested():
+            db.add(
+                OutboxEmail(
+                    reseller_id=account.reseller_id,
+                    account_id=account.id,
+                    to_address=account.email or "",
+                    subject=subject[:200],
+                    body=body,
+                    dedupe_key=dedupe_key[:120],
+                    next_attempt_at=utcnow(),
+                    created_at=utcnow(),
+                )
+            )
+    except IntegrityError:
+        return False  # a concurrent twin queued it first
+    db.add(Notice(account_id=account.id, level=level, message=subject[:500], created_at=utcnow()))
+    db.flush()
+    return True
+
+
+def notices_for(db: Session, account_id: int, limit: int = 50) -> list[Notice]:
+    """The account's latest notices, newest first."""
+    return list(
+        db.scalars(
+            select(Notice)
+            .where(Notice.account_id == account_id)
+            .order_by(Notice.id.desc())
+            .limit(limit)
+        )
+    )
+
+
+def mark_notices_read(db: Session, *, account_id: int) -> int:
+    """Mark every unread notice of the account as read (the caller commits)."""
+    now = utcnow()
+    unread = db.scalars(
+        select(Notice).where(Notice.account_id == account_id, Notice.read_at.is_(None))
+    ).all()
+    for notice in unread:
+        notice.read_at = now
+    return len(unread)
+
+
+def send_outbox(db: Session, *, config: dict, now: datetime | None = None) -> int:
+    """Send due outbox mails (committing each one); returns how many left the outbox."""
+    now = now or utcnow()
+    done = 0
+    while True:
+        mail = _next_due(db, now)
+        if mail is None:
+            return done
+        done += _deliver(db, mail, config, now)
+        db.commit()
+
+
+def _next_due(db: Session, now: datetime) -> OutboxEmail | None:
+    # SKIP LOCKED: two senders never take the same mail (SQLite serialises writers anyway).
+    return db.scalar(
+        select(OutboxEmail)
+        .where(OutboxEmail.status == MailStatus.PENDING, OutboxEmail.next_attempt_at <= now)
+        .order_by(OutboxEmail.next_attempt_at, OutboxEmail.id)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    )
+
+
+def _deliver(db: Session, mail: OutboxEmail, config: dict, now: datetime) -> int:
+    mail.attempts += 1
+    if not mail.to_address:
+        mail.status, mail.last_error = MailStatus.FAILED, "No email address on the account."
+        return 0
+    if not config.get("MAIL_SERVER"):
+        # The demo has no SMTP server: the mail stays readable on the admin Outbox page.
+        mail.status, mail.sent_at = MailStatus.OUTBOX, now
+        return 1
+    try:
+        smtp_send(config, mail)
+    except (OSError, smtplib.SMTPException) as exc:
+        _schedule_retry(mail, now, f"{exc.__class__.__name__}: {exc}")
+        return 0
+    mail.status, mail.sent_at, mail.last_error = MailStatus.SENT, now, ""
+    return 1
+
+
+def _schedule_retry(mail: OutboxEmail, now: datetime, error: str) -> None:
+    log.warning("mail %s failed (attempt %s): %s", mail.id, mail.attempts, error)
+    mail.last_error = error[:300]
+    if mail.attempts > len(RETRY_DELAYS):
+        mail.status = MailStatus.FAILED
+    else:
+        mail.next_attempt_at = now + RETRY_DELAYS[mail.attempts - 1]
+
+
+def smtp_send(config: dict, mail: OutboxEmail) -> None:
+    """Send one mail through the configured SMTP server."""
+    message = EmailMessage()
+    message["From"] = config.get("MAIL_FROM") or "billing@portal.example"
+    message["To"] = mail.to_address
+    message["Subject"] = mail.subject
+    message["Message-ID"] = f"<outbox-{mail.id}@portal>"
+    message.set_content(mail.body)
+    with smtplib.SMTP(config["MAIL_SERVER"], int(config.get("MAIL_PORT") or 25), timeout=10) as s:
+        if config.get("MAIL_USE_TLS"):
+            s.starttls()
+        if config.get("MAIL_USERNAME"):
+            s.login(config["MAIL_USERNAME"], config.get("MAIL_PASSWORD") or "")
+        s.send_message(message)
+
+
+# --- Low funds / credit limit warnings (SPEC 5.3) ----------------------------------------
+
+MAX_THRESHOLDS = 10
+
+
+def threshold_text(account: Account) -> str:
+    """The account's own list, else its customer class default."""
+    if account.warning_thresholds is not None:
+        return account.warning_thresholds
+    return account.customer_class.default_warning_thresholds if account.customer_class else ""
+
+
+def resolve_thresholds(account: Account) -> list[tuple[str, int]]:
+    """(raw value, threshold in minor units) for each usable value of the account's list.
+
+    Postpaid percentages are of the permanent credit limit. Values that do not parse are
+    skipped here (the admin form refuses them when they are typed).
+    """
+    resolved = []
+    for raw in [part.strip() for part in threshold_text(account).split(",")][:MAX_THRESHOLDS]:
+        minor = _threshold_minor(raw, account)
+        if minor is not None:
+            resolved.append((raw, minor))
+    return resolved
+
+
+def _threshold_minor(raw: str, account: Account) -> int | None:
+    if raw.endswith("%"):
+        if account.billing_model != BillingModel.POSTPAID or account.credit_limit_minor <= 0:
+            return None
+        try:
+            percent = Decimal(raw[:-1].strip())
+        except InvalidOperation:
+            return None
+        if not percent.is_finite() or not 0 <= percent <= 100:
+            return None
+        share = Decimal(account.credit_limit_minor) * percent / 100
+        return int(share.quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
+    try:
+        return parse_amount(raw, account.currency, allow_zero=True) if raw else None
+    except MoneyError:
+        return None
+
+
+def crossed_thresholds(account: Account, now: datetime | None = None) -> list[str]:
+    """Raw values of the thresholds the available funds are at or below now."""
+    available = available_funds(account, now)
+    return sorted({raw for raw, minor in resolve_thresholds(account) if available <= minor})
+
+
+def check_funds_warnings(db: Session, *, account_id: int, now: datetime | None = None) -> int:
+    """Notify each newly crossed threshold once; re-arm those the funds rose above.
+
+    Cheap when nothing changed (no lock, no write). Returns the notices sent; the caller commits.
+    """
+    account = db.get(Account, account_id)
+    if account is None or _fired(account) == crossed_thresholds(account, now):
+        return 0
+    account = lock_account(db, account_id)
+    crossed, already = crossed_thresholds(account, now), set(_fired(account))
+    sent = sum(_warn(db, account, raw) for raw in crossed if raw not in already)
+    account.warnings_fired = ",".join(crossed)
+    db.flush()
+    return sent
+
+
+def _fired(account: Account) -> list[str]:
+    return sorted(part for part in (account.warnings_fired or "").split(",") if part)
+
+
+def _warn(db: Session, account: Account, raw: str) -> int:
+    # The latest entry identifies this crossing: a later crossing gets its own mail.
+    last_entry = db.scalar(
+        select(func.max(LedgerEntry.id)).where(LedgerEntry.account_id == account.id)
+    )
+    what = "Credit limit" if account.billing_model == BillingModel.POSTPAID else "Low funds"
+    funds = format_money(available_funds(account), account.currency)
+    if raw.endswith("%"):
+        label = f"{raw} of your credit limit"
+    else:
+        label = format_money(_threshold_minor(raw, account), account.currency)
+    subject = f"{what} warning: available funds {funds} reached your threshold of {label}"
+    body = (
+        f"Hello {account.name},\n\nThe available funds of account {account.number} are now "
+        f"{funds}, at or below your warning threshold of {label}.\n"
+        "Add credit or enable automatic top-up to keep your service running.\n"
+    )
+    key = f"funds-warning:{account.id}:{raw}:{last_entry or 0}"
+    return int(
+        notify(db, account=account, subject=subject, body=body, dedupe_key=key, level="warning")
+    )

@@ -1,0 +1,201 @@
+"""Call charges posted by the switch: validate, debit the ledger once, remember the answer."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from portal import ledger
+from portal.domain import NotFound, ValidationFailed
+from portal.models import Account, AccountStatus, ApiCharge, EntryKind, utcnow
+from portal.money import MoneyError, format_money, format_plain, parse_amount
+
+MAX_DESCRIPTION = 200
+MAX_KEY = 100
+MAX_ACCOUNT_NUMBER = 32
+
+
+class ChargeInputError(ValidationFailed):
+    """Bad request fields; `errors` maps each field to its message."""
+
+    def __init__(self, errors: dict[str, str]):
+        super().__init__("The request has invalid fields.")
+        self.errors = errors
+
+
+@dataclass(frozen=True)
+class ChargeAnswer:
+    status: int
+    body: dict
+    account_id: int
+    replayed: bool = False
+
+
+@dataclass(frozen=True)
+class ChargeRequest:
+    amount_minor: int
+    description: str
+    idempotency_key: str
+
+    @property
+    def fingerprint(self) -> str:
+        raw = f"{self.amount_minor}|{self.description}"
+        return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def find_account(db: Session, *, reseller_id: int | None, number: str) -> Account:
+    """The account with this number inside the reseller's scope (None: any reseller)."""
+    if not number or len(number) > MAX_ACCOUNT_NUMBER:
+        raise NotFound("No such account.")
+    stmt = select(Account).where(Account.number == number)
+    if reseller_id is not None:
+        stmt = stmt.where(Account.reseller_id == reseller_id)
+    account = db.scalar(stmt)
+    if account is None:
+        raise NotFound("No such account.")
+    return account
+
+
+def _text_field(payload: dict, name: str, limit: int, errors: dict) -> str:
+    value = payload.get(name)
+    if not isinstance(value, str) or not value.strip():
+        errors[name] = f"{name} is required and must be a non-empty string."
+        return ""
+    if len(value) > limit or not value.isprintable():
+        errors[name] = f"{name} must be at most {limit} printable characters."
+        return ""
+    return value.strip()
+
+
+def _amount_field(payload: dict, currency: str, errors: dict) -> int:
+    value = payload.get("amount")
+    if not isinstance(value, str):
+        errors["amount"] = 'amount is required as a decimal string, e.g. "1.25".'
+        return 0
+    try:
+        return parse_amount(value, currency)
+    except MoneyError as exc:
+        errors["amount"] = str(exc)
+        return 0
+
+
+def parse_charge(payload: object, currency: str) -> ChargeRequest:
+    """Validate a charge body; raises ChargeInputError listing every bad field."""
+    if not isinstance(payload, dict):
+        raise ChargeInputError({"body": "Send a JSON object."})
+    errors: dict[str, str] = {}
+    amount_minor = _amount_field(payload, currency, errors)
+    description = _text_field(payload, "description", MAX_DESCRIPTION, errors)
+    key = _text_field(payload, "idempotency_key", MAX_KEY, errors)
+    if errors:
+        raise ChargeInputError(errors)
+    return ChargeRequest(amount_minor, description, key)
+
+
+def balance_view(account: Account) -> dict:
+    """Balance, credit limit and available funds as decimal strings."""
+    currency = account.currency
+    return {
+        "account": account.number,
+        "balance": format_plain(account.balance_minor, currency),
+        "credit_limit": format_plain(ledger.effective_credit_limit(account), currency),
+        "available_funds": format_plain(ledger.available_funds(account), currency),
+        "currency": currency,
+    }
+
+
+def record_charge(
+    db: Session, *, reseller_id: int | None, account_number: str, payload: object
+) -> ChargeAnswer:
+    """Debit a call charge once per idempotency key and commit; replays get the first answer."""
+    if not isinstance(payload, dict):
+        raise ChargeInputError({"body": "Send a JSON object."})
+    account = find_account(db, reseller_id=reseller_id, number=account_number)
+    charge = parse_charge(payload, account.currency)
+    try:
+        answer = _charge_locked(db, account.id, charge)
+        db.commit()
+    except IntegrityError:
+        # Only a concurrent twin of this request gets here; its answer is the first one.
+        db.rollback()
+        answer = _stored_answer(db, account.id, charge)
+        if answer is None:
+            raise
+    return answer
+
+
+def _charge_locked(db: Session, account_id: int, charge: ChargeRequest) -> ChargeAnswer:
+    account = ledger.lock_account(db, account_id)  # serialises twins of the same key
+    stored = _stored_answer(db, account_id, charge)
+    if stored is not None:
+        return stored
+    status, body = _debit(db, account, charge)
+    db.add(
+        ApiCharge(
+            account_id=account_id,
+            idempotency_key=charge.idempotency_key,
+            request_fingerprint=charge.fingerprint,
+            status_code=status,
+            response_json=json.dumps(body),
+            created_at=utcnow(),
+        )
+    )
+    db.flush()
+    return ChargeAnswer(status, body, account_id)
+
+
+def _stored_answer(db: Session, account_id: int, charge: ChargeRequest) -> ChargeAnswer | None:
+    row = db.scalar(
+        select(ApiCharge).where(
+            ApiCharge.account_id == account_id,
+            ApiCharge.idempotency_key == charge.idempotency_key,
+        )
+    )
+    if row is None:
+        return None
+    if row.request_fingerprint != charge.fingerprint:
+        raise ChargeInputError(
+            {"idempotency_key": "This key was already used for a different charge."}
+        )
+    return ChargeAnswer(row.status_code, json.loads(row.response_json), account_id, replayed=True)
+
+
+def _debit(db: Session, account: Account, charge: ChargeRequest) -> tuple[int, dict]:
+    currency = account.currency
+    if account.status != AccountStatus.ACTIVE:
+        return 402, _refusal(account, charge, "account_inactive", "The account is not active.")
+    try:
+        posting = ledger.post_entry(
+            db,
+            account_id=account.id,
+            account=account,
+            kind=EntryKind.USAGE,
+            amount_minor=-charge.amount_minor,
+            description=charge.description,
+            idempotency_key=f"api:{charge.idempotency_key}",
+            require_funds=True,
+        )
+    except ledger.InsufficientFunds as exc:
+        message = (
+            f"Available funds ({format_money(exc.available_minor, currency)}) do not cover "
+            f"this charge ({format_money(charge.amount_minor, currency)})."
+        )
+        return 402, _refusal(account, charge, "insufficient_funds", message)
+    body = balance_view(account)
+    body.update(entry_id=posting.entry.id, amount=format_plain(charge.amount_minor, currency))
+    return 201, body
+
+
+def _refusal(account: Account, charge: ChargeRequest, code: str, message: str) -> dict:
+    return {
+        "error": code,
+        "message": message,
+        "amount": format_plain(charge.amount_minor, account.currency),
+        "available_funds": format_plain(ledger.available_funds(account), account.currency),
+        "currency": account.currency,
+    }
