@@ -8,8 +8,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from portal import ledger
+from portal.credit import transfers_resolved
 from portal.domain import DomainError, ValidationFailed
-from portal.models import Account, AccountStatus, EntryKind, TransferSetting
+from portal.models import Account, AccountStatus, EntryKind
 from portal.money import format_money
 
 NUMBER_MAX_LENGTH = 32
@@ -27,15 +28,6 @@ class Transfer:
     currency: str
     sender_balance_after_minor: int
     replayed: bool = False
-
-
-def transfers_allowed(account: Account) -> bool:
-    """The account's resolved setting: Yes, No, or as defined by its customer class (none: No)."""
-    if account.transfers == TransferSetting.YES:
-        return True
-    if account.transfers == TransferSetting.NO:
-        return False
-    return bool(account.customer_class and account.customer_class.transfers_allowed)
 
 
 def _find_recipient(db: Session, sender: Account, recipient_number: str) -> Account:
@@ -59,9 +51,9 @@ def _find_recipient(db: Session, sender: Account, recipient_number: str) -> Acco
 
 
 def _check_rules(sender: Account, recipient: Account, amount_minor: int) -> None:
-    if not transfers_allowed(sender) or sender.status != AccountStatus.ACTIVE:
+    if not transfers_resolved(sender) or sender.status != AccountStatus.ACTIVE:
         raise TransferRefused("Your account is not allowed to transfer funds.")
-    if not transfers_allowed(recipient) or recipient.status != AccountStatus.ACTIVE:
+    if not transfers_resolved(recipient) or recipient.status != AccountStatus.ACTIVE:
         raise TransferRefused(
             f"Account {recipient.number} is not allowed to receive transfers.", field="recipient"
         )
