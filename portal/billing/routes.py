@@ -1,13 +1,18 @@
-from flask import request
+"""Billing views: the account balance, its history, and adding credit by card."""
+
+from flask import flash, redirect, render_template, request, url_for
 
 from portal import db
 from portal.billing import bp
 from portal.billing.context import current_account
 from portal.billing.forms import HistoryFilterForm
 from portal.charts import line_chart
+from portal.domain import DomainError
 from portal.history import HistoryFilter, balance_series, history_page
 from portal.ledger import available_funds, effective_credit_limit
-from portal.models import EntryKind
+from portal.models import CardRole, EntryKind
+from portal.payments import service
+from portal.payments.forms import TopUpForm, new_request_key
 from portal.web import is_htmx, render
 
 
@@ -21,6 +26,27 @@ def _history_filters(form: HistoryFilterForm) -> HistoryFilter:
 def _before_id() -> int | None:
     raw = request.args.get("before", "")
     return int(raw) if raw.isdigit() and len(raw) < 19 else None
+
+
+def _add_credit_context(account, form: TopUpForm | None = None, **extra) -> dict:
+    session = db.session()
+    form = form or TopUpForm(
+        products=service.topup_products(session, account=account), formdata=None
+    )
+    form.idempotency_key.data = new_request_key()  # a new key for the next submission
+    return {
+        "topup_form": form,
+        "primary_card": service.card_with_role(session, account=account, role=CardRole.PRIMARY),
+        **extra,
+    }
+
+
+def _summary_context(account) -> dict:
+    return {
+        "account": account,
+        "credit_limit": effective_credit_limit(account),
+        "available": available_funds(account),
+    }
 
 
 @bp.get("/balance")
@@ -39,7 +65,53 @@ def balance():
         "billing/balance.html",
         "billing/_history.html",
         chart=chart,
-        credit_limit=effective_credit_limit(account),
-        available=available_funds(account),
+        **_summary_context(account),
+        **_add_credit_context(account),
         **context,
     )
+
+
+@bp.post("/balance/topup")
+def topup():
+    """Add credit: charge the primary card for the chosen top-up product."""
+    account = current_account()
+    session = db.session()
+    form = TopUpForm(products=service.topup_products(session, account=account))
+    if not form.validate():
+        return _topup_answer(account, form, error=" ".join(_errors(form)))
+    try:
+        payment = service.top_up(
+            session,
+            account=account,
+            product_id=form.product_id_value() or 0,
+            idempotency_key=form.idempotency_key.data,
+        )
+    except DomainError as exc:
+        return _topup_answer(account, form, error=exc.message)
+    return _topup_answer(account, form, message=service.describe_topup(payment))
+
+
+def _errors(form) -> list[str]:
+    return [message for messages in form.errors.values() for message in messages]
+
+
+def _topup_answer(account, form: TopUpForm, *, error: str = "", message: str = ""):
+    if not is_htmx():
+        flash(error or message, "error" if error else "success")
+        return redirect(url_for("billing.balance"), 303)
+    context = _add_credit_context(account, None if message else form, error=error)
+    html = render_template("billing/_add_credit.html", account=account, **context)
+    if message:
+        # The figures and the history changed: swap them out of band.
+        session = db.session()
+        session.refresh(account)
+        history_form = HistoryFilterForm(formdata=None)
+        page = history_page(session, account.id, HistoryFilter(), before_id=None)
+        html += render_template(
+            "billing/_balance_summary.html", oob=True, **_summary_context(account)
+        )
+        html += render_template("billing/_history.html", oob=True, form=history_form, page=page)
+    html += render_template(
+        "_toast.html", message=error or message, category="error" if error else "success"
+    )
+    return html

@@ -1,0 +1,1 @@
+"""Payments: cards and card payments through Stripe (only gateway.py imports `stripe`)."""

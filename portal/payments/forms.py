@@ -1,0 +1,68 @@
+"""Forms of the card and top-up pages (card numbers never come through any of them)."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, HiddenField, RadioField, StringField
+from wtforms.validators import InputRequired, Length, Regexp
+
+from portal.forms import MoneyField, choices
+from portal.models import TopupProduct
+from portal.money import format_money
+
+IDEMPOTENCY_KEY = re.compile(r"^[0-9a-f]{32}$")
+
+
+def new_request_key() -> str:
+    """A fresh key per rendered form: a double submit of one form charges once."""
+    return uuid.uuid4().hex
+
+
+class TopUpForm(FlaskForm):
+    product_id = RadioField(
+        "Top-up amount",
+        validate_choice=False,  # the domain refuses unknown or inactive products
+        validators=[InputRequired(message="Choose a top-up amount.")],
+    )
+    idempotency_key = HiddenField(
+        validators=[
+            InputRequired(message="Reload the page and try again."),
+            Regexp(IDEMPOTENCY_KEY, message="Reload the page and try again."),
+        ]
+    )
+
+    def __init__(self, *args, products: list[TopupProduct], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.product_id.choices = choices(
+            [(p.id, p.label or format_money(p.amount_minor, p.currency)) for p in products]
+        )
+
+    def product_id_value(self) -> int | None:
+        raw = self.product_id.data or ""
+        return int(raw) if raw.isdigit() and len(raw) < 10 else None
+
+
+class AddCardForm(FlaskForm):
+    setup_intent_id = StringField(
+        "Card setup", validators=[InputRequired("The card setup is missing."), Length(max=80)]
+    )
+
+
+class TopupSettingsForm(FlaskForm):
+    enabled = BooleanField("Automatic top-up")
+    threshold = MoneyField("My balance hit the threshold of", allow_zero=True)
+    amount = MoneyField("Top up the following amount")
+
+    def __init__(self, *args, currency: str, **kwargs):
+        self.currency = currency
+        super().__init__(*args, **kwargs)
+
+    def add_error(self, field: str | None, message: str) -> None:
+        target = getattr(self, field, None) if field else None
+        if target is None:
+            self.form_errors.append(message)
+        else:
+            target.errors = [*target.errors, message]
