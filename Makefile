@@ -42,6 +42,14 @@ seed: $(STAMP)
 audit: $(STAMP)
 	$(BIN)/flask audit-ledger
 
+## Production-style serving (needs DATABASE_URL and real secrets; see deploy/README.md)
+serve: $(STAMP)
+	$(BIN)/flask migrate
+	$(BIN)/gunicorn -c portal/gunicorn_conf.py app:app
+
+scheduler: $(STAMP)
+	$(BIN)/flask scheduler
+
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
