@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from portal.domain import ValidationFailed
-from portal.models import ApiToken, utcnow
+from portal.models import ApiToken, Reseller, utcnow
 
 TOKEN_PREFIX = "vbp_"
 # Writing last_used_at on every call would make each charge two writes; a minute is enough.
@@ -71,3 +71,8 @@ def revoke_token(db: Session, *, token: ApiToken) -> bool:
         return False
     token.revoked_at = utcnow()
     return True
+
+
+def resellers(db: Session) -> list[Reseller]:
+    """Every reseller, by name (the operator picks one for a new token)."""
+    return list(db.scalars(select(Reseller).order_by(Reseller.name)))

@@ -16,6 +16,11 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(seed_demo_command)
     app.cli.add_command(audit_ledger_command)
     app.cli.add_command(dev_command)
+    from portal.scheduler import scheduler_command
+    from portal.usage import simulate_usage_command
+
+    app.cli.add_command(scheduler_command)
+    app.cli.add_command(simulate_usage_command)
 
 
 @click.command("migrate")

@@ -17,6 +17,7 @@ CUSTOMER_NAV = [
     ("billing.redeem", "Redeem voucher"),
     ("billing.transfer", "Transfer funds"),
     ("billing.invoices", "Invoices"),
+    ("billing.notices", "Notices"),
 ]
 ADMIN_NAV = [
     ("admin.index", "Overview"),
@@ -25,6 +26,8 @@ ADMIN_NAV = [
     ("admin.card_codes", "Card codes"),
     ("admin.customer_classes", "Customer classes"),
     ("admin.audit_log", "Audit log"),
+    ("admin.api_tokens", "API tokens"),
+    ("admin.outbox", "Outbox"),
 ]
 OPERATOR_NAV = [
     ("admin.resellers", "Resellers"),

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
+import uuid
 from dataclasses import dataclass
 
+import click
+from flask import current_app
+from flask.cli import with_appcontext
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -199,3 +204,50 @@ def _refusal(account: Account, charge: ChargeRequest, code: str, message: str) -
         "available_funds": format_plain(ledger.available_funds(account), account.currency),
         "currency": account.currency,
     }
+
+
+# --- Demo: simulated call usage -------------------------------------------------------------
+
+
+def simulate_usage(
+    db: Session, *, account_numbers: list[str], count: int, rng: random.Random
+) -> list[ChargeAnswer]:
+    """Post `count` random call charges over the accounts through record_charge."""
+    answers = []
+    for _ in range(count):
+        minutes = rng.randint(1, 30)
+        payload = {
+            "amount": f"{minutes * rng.choice([2, 3, 5]) / 100:.2f}",
+            "description": f"Call to +44 20 7{rng.randint(0, 999):03d} {rng.randint(0, 9999):04d}"
+            f", {minutes} min",
+            "idempotency_key": f"sim-{uuid.uuid4().hex}",
+        }
+        number = rng.choice(account_numbers)
+        answers.append(record_charge(db, reseller_id=None, account_number=number, payload=payload))
+    return answers
+
+
+@click.command("simulate-usage")
+@click.option("--count", type=click.IntRange(1, 100000), default=20, help="How many charges.")
+@click.option("--accounts", default="100001,100002,100003", help="Comma-separated account numbers.")
+@click.option("--seed", type=int, default=None, help="Random seed (repeatable runs).")
+@with_appcontext
+def simulate_usage_command(count: int, accounts: str, seed: int | None) -> None:
+    """Post random call charges to demo accounts, then run their auto-recharge/warning checks."""
+    from portal import db as portal_db
+    from portal.jobs import after_debit_checks
+
+    numbers = [n.strip() for n in accounts.split(",") if n.strip()]
+    session = portal_db.session()
+    try:
+        answers = simulate_usage(
+            session, account_numbers=numbers, count=count, rng=random.Random(seed)
+        )
+    except NotFound as exc:
+        raise click.ClickException(f"{exc.message} Known accounts: {accounts}") from exc
+    for answer in answers:
+        click.echo(f"{answer.status} {json.dumps(answer.body)}")
+    app = current_app._get_current_object()
+    for account_id in sorted({a.account_id for a in answers if a.status == 201}):
+        after_debit_checks(app, account_id)
+    click.echo(f"{sum(a.status == 201 for a in answers)} of {len(answers)} charges debited.")

@@ -13,9 +13,11 @@ def require_admin():
 
 # One module per area of the admin pages.
 from portal.admin import (  # noqa: E402,F401
+    api_views,
     card_codes_views,
     catalogue_views,
     customers_views,
+    outbox_views,
     routes,
     topup_cards_views,
 )
