@@ -67,7 +67,11 @@ class TopupCard(Base):
         Index("ix_topup_cards_pin_hash", "pin_hash"),
         Index("ix_topup_cards_reseller_id", "reseller_id", "id"),
         Index("ix_topup_cards_status_expires", "status", "expires_at"),
-        Index("ix_topup_cards_created", "created_at"),
+        Index("ix_topup_cards_created", "created_at", "id"),
+        # Keyset pages of one reseller's cards (a batch shares one created_at, so id breaks ties)
+        # and the count of live PINs per length (the guessability check).
+        Index("ix_topup_cards_reseller_created", "reseller_id", "created_at", "id"),
+        Index("ix_topup_cards_status_pin_length", "status", "pin_length"),
     )
 
     id: Mapped[int] = mapped_column(BigID, primary_key=True)
