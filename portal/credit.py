@@ -275,16 +275,16 @@ def revert_expired_increases(db: Session, now: datetime | None = None) -> int:
     return reverted
 
 
-def credit_history(db: Session, account: Account, limit: int = 50) -> list[CreditLimitChange]:
-    """Credit Limit History, newest first."""
-    return list(
-        db.scalars(
-            select(CreditLimitChange)
-            .where(CreditLimitChange.account_id == account.id)
-            .order_by(CreditLimitChange.id.desc())
-            .limit(limit)
-        )
-    )
+def credit_history(db: Session, account: Account, limit: int = 50) -> list[tuple]:
+    """Credit Limit History, newest first, as (change, actor email or None) pairs."""
+    rows = db.execute(
+        select(CreditLimitChange, User.email)
+        .outerjoin(User, User.id == CreditLimitChange.actor_user_id)
+        .where(CreditLimitChange.account_id == account.id)
+        .order_by(CreditLimitChange.id.desc())
+        .limit(limit)
+    ).all()
+    return [(row[0], row[1]) for row in rows]
 
 
 # --- Warning thresholds --------------------------------------------------------------

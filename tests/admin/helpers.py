@@ -38,3 +38,9 @@ def make_tenant(db, *, name: str, admin_email: str) -> Tenant:
     )
     prepaid = make_account(db, reseller=reseller, customer_class_id=klass.id)
     return Tenant(reseller, admin, klass, postpaid, prepaid)
+
+
+def reload(db) -> None:
+    """Forget what the test session has loaded, so the next reads see what requests did."""
+    db.rollback()
+    db.expire_all()
