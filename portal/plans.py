@@ -356,17 +356,19 @@ def _settle_change(db, account, preview, actor_user_id, idempotency_key) -> Rese
                 f" do not cover the {format_money(preview.charge_minor, account.currency)}"
                 " upgrade charge. Add credit first."
             ) from exc
-    if preview.reserve_minor:
-        now = utcnow()
-        return ledger.grant_reserve(
-            db,
-            account=account,
-            amount_minor=preview.reserve_minor,
-            source=f"downgrade {change}",
-            expires_at=add_one_month(now),
-            idempotency_key=idempotency_key,
-        )
-    return None
+    if not preview.reserve_minor:
+        return None
+    grant = ledger.grant_reserve(
+        db,
+        account=account,
+        amount_minor=preview.reserve_minor,
+        source=f"downgrade {change}",
+        expires_at=add_one_month(utcnow()),
+        idempotency_key=idempotency_key,
+    )
+    # Exactly one calendar month after the recorded grant time (the ledger stamps granted_at).
+    grant.expires_at = add_one_month(grant.granted_at)
+    return grant
 
 
 # --- Add-ons ---------------------------------------------------------------------------
