@@ -56,10 +56,10 @@ def balance():
     form = HistoryFilterForm(request.args)
     filters = _history_filters(form)
     page = history_page(db.session(), account.id, filters, before_id=_before_id())
-    context = {"account": account, "form": form, "page": page}
+    context = {"form": form, "page": page}
     if is_htmx():
         fragment = "billing/_history_rows.html" if _before_id() else "billing/_history.html"
-        return render("billing/balance.html", fragment, **context)
+        return render("billing/balance.html", fragment, account=account, **context)
     chart = line_chart(balance_series(db.session(), account.id))
     return render(
         "billing/balance.html",

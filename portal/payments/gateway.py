@@ -103,6 +103,8 @@ def client() -> stripe.StripeClient:
     app = current_app._get_current_object()
     cached = app.extensions.get("stripe_client")
     if cached is None:
+        # The library logs every request at INFO; keep our logs about outcomes.
+        logging.getLogger("stripe").setLevel(logging.WARNING)
         cached = stripe.StripeClient(
             app.config["STRIPE_API_KEY"],
             base_addresses={"api": app.config["STRIPE_API_BASE"]},

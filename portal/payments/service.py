@@ -69,7 +69,7 @@ def list_cards(db: Session, *, account: Account) -> list[PaymentCard]:
 
 def get_card(db: Session, *, account: Account, card_id: int) -> PaymentCard:
     """One card of this account (another account's card does not exist: NotFound)."""
-    card = db.get(PaymentCard, card_id)
+    card = db.get(PaymentCard, card_id) if 0 < card_id < 2**31 else None
     if card is None or card.account_id != account.id:
         raise NotFound("No such card.")
     return card
