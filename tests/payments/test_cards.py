@@ -32,7 +32,9 @@ def confirm_in_stripe(app, setup_intent_id: str, number: str = "4242424242424242
 def add_card_through_pages(app, client, number: str = "4242424242424242"):
     setup_intent_id, _ = start_setup(client)
     confirm_in_stripe(app, setup_intent_id, number)
-    return client.post("/billing/cards/add", data={"setup_intent_id": setup_intent_id}, headers=HTMX)
+    return client.post(
+        "/billing/cards/add", data={"setup_intent_id": setup_intent_id}, headers=HTMX
+    )
 
 
 def test_cards_page_lists_nothing_at_first_and_loads_stripe_js(client, signed_in, stripe_config):
@@ -61,7 +63,11 @@ def test_add_card_first_primary_then_secondary_then_other(app, client, db, signe
     account = db.get(Account, signed_in.account_id)
     assert account.stripe_customer_id.startswith("cus_")
     card = db.query(PaymentCard).filter_by(last4="4444").one()
-    assert (card.brand, card.exp_month, card.exp_year) == ("visa", 12, 2034)  # localstripe: all visa
+    assert (card.brand, card.exp_month, card.exp_year) == (
+        "visa",
+        12,
+        2034,
+    )  # localstripe: all visa
     with app.app_context():  # attached to our customer in Stripe
         method = gateway.client().v1.payment_methods.retrieve(card.stripe_payment_method_id)
         assert method.customer == account.stripe_customer_id
@@ -161,7 +167,9 @@ def test_foreign_card_ids_answer_404_and_change_nothing(app, client, db, signed_
     other = make_customer(db)
     db.commit()
     foreign = add_test_card(app, other.account_id)
-    assert client.post(f"/billing/cards/{foreign}/role", data={"role": "primary"}).status_code == 404
+    assert (
+        client.post(f"/billing/cards/{foreign}/role", data={"role": "primary"}).status_code == 404
+    )
     assert client.post(f"/billing/cards/{foreign}/delete").status_code == 404
     assert client.post("/billing/cards/999999/delete").status_code == 404
     assert client.post("/billing/cards/99999999999999999999/delete").status_code == 404

@@ -55,7 +55,9 @@ def top_up(client, product_id, idempotency_key=None, htmx=True):
     )
 
 
-def test_balance_page_offers_active_products_in_the_account_currency(app, client, signed_in, products):
+def test_balance_page_offers_active_products_in_the_account_currency(
+    app, client, signed_in, products
+):
     add_test_card(app, signed_in.account_id)
     html = client.get("/billing/balance").get_data(as_text=True)
     assert "Add credit" in html and "Add top up" in html

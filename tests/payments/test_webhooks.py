@@ -96,7 +96,9 @@ def _post_raw(client, body: bytes, signature: str | None):
     return client.post("/webhooks/stripe", data=body, headers=headers)
 
 
-def test_bad_missing_or_stale_signatures_are_refused_and_change_nothing(app, client, db, account_id):
+def test_bad_missing_or_stale_signatures_are_refused_and_change_nothing(
+    app, client, db, account_id
+):
     payment_id, intent = charged(app, account_id)
     body = event_body("payment_intent.succeeded", intent)
     cases = [
