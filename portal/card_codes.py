@@ -1,0 +1,357 @@
+"""Card codes (VoipNow calling-card codes) and their credit, with the recharge history.
+
+Credit is its own small balance on the card code, not ledger money: an amount in the server
+default currency, or the explicit state Unlimited (credit_minor is then None).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from portal import audit
+from portal.domain import NotFound, ValidationFailed
+from portal.models import Account, CardCode, CardCodeRecharge, Role, User
+from portal.money import format_money, format_plain
+from portal.pins import random_digits
+from portal.settings import default_currency
+
+CODE_PATTERN = re.compile(r"^\d{4,20}$")
+MIN_CODE_LENGTH, MAX_CODE_LENGTH = 4, 20
+MAX_GENERATE = 10_000
+MAX_CREDIT_MINOR = 100_000_000  # 1,000,000.00: far above any real calling-card credit
+INITIAL_ORDER = "Initial credit"
+# Generated codes may fill at most this share of their code space, so drawing stays quick.
+CODE_SPACE_FRACTION = 10
+
+
+def _tenant_account(db: Session, actor: User, account_id: int | None) -> Account:
+    account = db.get(Account, account_id) if account_id else None
+    if account is None or (
+        actor.role != Role.OPERATOR and account.reseller_id != actor.reseller_id
+    ):
+        raise ValidationFailed("Choose a customer account.", field="account_id")
+    return account
+
+
+def _check_initial_credit(amount_minor: int | None, unlimited: bool) -> None:
+    if unlimited and amount_minor is not None:
+        raise ValidationFailed(
+            "Leave the credit empty when you choose Unlimited.", field="initial_credit"
+        )
+    if amount_minor is not None and not 0 <= amount_minor <= MAX_CREDIT_MINOR:
+        raise ValidationFailed("Enter a credit from 0 up to 1,000,000.", field="initial_credit")
+
+
+def _new_card_code(db, actor, account, code, extension, amount_minor, unlimited) -> CardCode:
+    card = CardCode(
+        reseller_id=account.reseller_id,
+        account_id=account.id,
+        extension=(extension or "").strip()[:40],
+        code=code,
+        unlimited=unlimited,
+        credit_minor=None if unlimited else (amount_minor or 0),
+        currency=default_currency(db),
+    )
+    db.add(card)
+    db.flush()
+    if unlimited or amount_minor:
+        db.add(
+            CardCodeRecharge(
+                card_code_id=card.id,
+                order_number=INITIAL_ORDER,
+                credit_added_minor=card.credit_minor,
+                credit_left_minor=card.credit_minor,
+                actor_user_id=actor.id,
+            )
+        )
+    return card
+
+
+def add_card_code(
+    db: Session,
+    *,
+    actor: User,
+    account_id: int | None,
+    code: str,
+    extension: str = "",
+    initial_credit_minor: int | None = None,
+    unlimited: bool = False,
+) -> CardCode:
+    """Add one card code (4-20 digits, unique per reseller) to a customer account."""
+    code = (code or "").strip()
+    if not CODE_PATTERN.match(code):
+        raise ValidationFailed("A card code is 4 to 20 digits.", field="code")
+    account = _tenant_account(db, actor, account_id)
+    _check_initial_credit(initial_credit_minor, unlimited)
+    if _existing_codes(db, account.reseller_id, [code]):
+        raise ValidationFailed("That card code is already in use.", field="code")
+    card = _new_card_code(db, actor, account, code, extension, initial_credit_minor, unlimited)
+    _audit(db, actor, card, "card_codes.add", None, _state(card))
+    db.commit()
+    return card
+
+
+def _existing_codes(db: Session, reseller_id: int, codes: list[str]) -> set[str]:
+    found: set[str] = set()
+    for start in range(0, len(codes), 2_000):
+        part = codes[start : start + 2_000]
+        found |= set(
+            db.scalars(
+                select(CardCode.code).where(
+                    CardCode.reseller_id == reseller_id, CardCode.code.in_(part)
+                )
+            )
+        )
+    return found
+
+
+def generate_card_codes(
+    db: Session,
+    *,
+    actor: User,
+    account_id: int | None,
+    quantity: int,
+    code_length: int,
+    initial_credit_minor: int | None = None,
+    unlimited: bool = False,
+) -> list[CardCode]:
+    """Generate random card codes of one length for a customer account (unique per reseller)."""
+    if not isinstance(quantity, int) or not 1 <= quantity <= MAX_GENERATE:
+        raise ValidationFailed(f"Enter a quantity from 1 to {MAX_GENERATE:,}.", field="quantity")
+    if not isinstance(code_length, int) or not MIN_CODE_LENGTH <= code_length <= MAX_CODE_LENGTH:
+        raise ValidationFailed("The code length is 4 to 20 digits.", field="code_length")
+    account = _tenant_account(db, actor, account_id)
+    _check_initial_credit(initial_credit_minor, unlimited)
+    _check_code_space(db, account.reseller_id, quantity, code_length)
+    codes = _fresh_codes(db, account.reseller_id, quantity, code_length)
+    cards = [
+        _new_card_code(db, actor, account, code, "", initial_credit_minor, unlimited)
+        for code in codes
+    ]
+    _audit(
+        db,
+        actor,
+        cards[0],
+        "card_codes.generate",
+        None,
+        {"quantity": quantity, "code_length": code_length, **_state(cards[0])},
+    )
+    db.commit()
+    return cards
+
+
+def _check_code_space(db: Session, reseller_id: int, quantity: int, length: int) -> None:
+    used = db.scalar(
+        select(func.count())
+        .select_from(CardCode)
+        .where(CardCode.reseller_id == reseller_id, func.length(CardCode.code) == length)
+    )
+    if (used or 0) + quantity > 10**length // CODE_SPACE_FRACTION:
+        raise ValidationFailed(
+            f"Not enough free {length}-digit codes for {quantity:,} more; choose a longer code.",
+            field="code_length",
+        )
+
+
+def _fresh_codes(db: Session, reseller_id: int, quantity: int, length: int) -> list[str]:
+    codes: set[str] = set()
+    while len(codes) < quantity:
+        draw = {random_digits(length) for _ in range(quantity - len(codes))} - codes
+        codes |= draw - _existing_codes(db, reseller_id, sorted(draw))
+    return sorted(codes)
+
+
+# --- credit ----------------------------------------------------------------------------
+
+
+def credit_hint(card: CardCode) -> str:
+    """The Add credit hint: "(currently 12.50 GBP left)" or "(currently Unlimited)"."""
+    if card.unlimited:
+        return "(currently Unlimited)"
+    amount = format_plain(card.credit_minor or 0, card.currency)
+    return f"(currently {amount} {card.currency} left)"
+
+
+def _lock(db: Session, card_id: int) -> CardCode:
+    card = db.scalar(
+        select(CardCode)
+        .where(CardCode.id == card_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    if card is None:
+        raise NotFound("That card code does not exist.")
+    return card
+
+
+def _check_order_number(db: Session, card: CardCode, order_number: str) -> str:
+    order_number = (order_number or "").strip()
+    if not order_number:
+        raise ValidationFailed("Enter the order number.", field="order_number")
+    if len(order_number) > 60:
+        raise ValidationFailed("Use at most 60 characters.", field="order_number")
+    # One order, one credit allocation: a resubmitted form must not add the credit twice.
+    seen = db.scalar(
+        select(CardCodeRecharge.id).where(
+            CardCodeRecharge.card_code_id == card.id,
+            CardCodeRecharge.order_number == order_number,
+        )
+    )
+    if seen is not None:
+        raise ValidationFailed(
+            f"Order {order_number} was already added to this card code.", field="order_number"
+        )
+    return order_number
+
+
+def _new_credit(card: CardCode, amount_minor: int | None, unlimited: bool) -> int | None:
+    """Credit Left after the change (None = Unlimited), or a refusal."""
+    if unlimited:
+        if amount_minor is not None:
+            raise ValidationFailed(
+                "Leave the amount empty when you choose Unlimited.", field="amount"
+            )
+        if card.unlimited:
+            raise ValidationFailed("This card code already has Unlimited credit.", field="amount")
+        return None
+    if amount_minor is None or amount_minor == 0:
+        raise ValidationFailed(
+            "Enter an amount other than zero, or choose Unlimited.", field="amount"
+        )
+    if abs(amount_minor) > MAX_CREDIT_MINOR:
+        raise ValidationFailed("Enter an amount up to 1,000,000.", field="amount")
+    if card.unlimited:
+        if amount_minor > 0:
+            raise ValidationFailed(
+                "The credit is Unlimited already; a negative amount limits it to 0.", field="amount"
+            )
+        return 0  # VoipNow: a negative amount on Unlimited stops all calls.
+    new_credit = (card.credit_minor or 0) + amount_minor
+    if new_credit < 0:
+        left = format_money(card.credit_minor or 0, card.currency)
+        raise ValidationFailed(
+            f"The credit cannot go below 0: this card code has only {left} left.", field="amount"
+        )
+    return new_credit
+
+
+def _check_currency(db: Session, card: CardCode) -> None:
+    currency = default_currency(db)
+    if card.currency == currency:
+        return
+    if card.unlimited or not card.credit_minor:
+        card.currency = currency  # nothing to convert: follow the server default
+        return
+    raise ValidationFailed(
+        f"This card code holds credit in {card.currency} but the server currency is now "
+        f"{currency}; use up or remove the {card.currency} credit first."
+    )
+
+
+def add_credit(
+    db: Session,
+    *,
+    card_code: CardCode,
+    amount_minor: int | None,
+    unlimited: bool,
+    order_number: str,
+    actor: User,
+) -> CardCodeRecharge:
+    """Add (or with a negative amount, remove) credit, or set Unlimited; one recharge row."""
+    card = _lock(db, card_code.id)
+    before = _state(card)
+    _check_currency(db, card)
+    order_number = _check_order_number(db, card, order_number)
+    new_credit = _new_credit(card, amount_minor, unlimited)
+    card.unlimited = new_credit is None
+    card.credit_minor = new_credit
+    recharge = CardCodeRecharge(
+        card_code_id=card.id,
+        order_number=order_number,
+        credit_added_minor=None if unlimited else amount_minor,
+        credit_left_minor=new_credit,
+        actor_user_id=actor.id,
+    )
+    db.add(recharge)
+    _audit(db, actor, card, "card_codes.add_credit", before, _state(card) | {"order": order_number})
+    db.commit()
+    return recharge
+
+
+def _state(card: CardCode) -> dict:
+    credit = "Unlimited" if card.unlimited else card.credit_minor
+    return {"code": card.code, "credit_minor": credit, "currency": card.currency}
+
+
+def _audit(db, actor: User, card: CardCode, action: str, before, after) -> None:
+    audit.record(
+        db,
+        actor_user_id=actor.id,
+        reseller_id=card.reseller_id,
+        action=action,
+        object_type="card_code",
+        object_id=card.id,
+        before=before,
+        after=after,
+    )
+
+
+# --- lists and search ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CardCodeRow:
+    card: CardCode
+    account_number: str
+    account_name: str
+    recharge_count: int
+
+
+def list_card_codes(db: Session, *, actor: User, limit: int = 500) -> list[CardCodeRow]:
+    """Card codes the admin may see, newest first, with their recharge counts."""
+    recharges = (
+        select(CardCodeRecharge.card_code_id, func.count().label("n"))
+        .group_by(CardCodeRecharge.card_code_id)
+        .subquery()
+    )
+    stmt = (
+        select(CardCode, Account.number, Account.name, func.coalesce(recharges.c.n, 0))
+        .join(Account, Account.id == CardCode.account_id)
+        .outerjoin(recharges, recharges.c.card_code_id == CardCode.id)
+        .order_by(CardCode.id.desc())
+        .limit(limit)
+    )
+    if actor.role != Role.OPERATOR:
+        stmt = stmt.where(CardCode.reseller_id == actor.reseller_id)
+    return [CardCodeRow(*row) for row in db.execute(stmt)]
+
+
+def search_recharges(
+    db: Session,
+    *,
+    card_code: CardCode,
+    order_number: str = "",
+    date_from: date | None = None,
+    date_to: date | None = None,
+) -> list[CardCodeRecharge]:
+    """The Recharge History of one card code, by order number (contains) and date range."""
+    stmt = select(CardCodeRecharge).where(CardCodeRecharge.card_code_id == card_code.id)
+    order_number = (order_number or "").strip()
+    if order_number:
+        escaped = order_number.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        stmt = stmt.where(CardCodeRecharge.order_number.ilike(f"%{escaped}%", escape="\\"))
+    if date_from is not None:
+        stmt = stmt.where(CardCodeRecharge.created_at >= _day_start(date_from))
+    if date_to is not None:
+        stmt = stmt.where(CardCodeRecharge.created_at < _day_start(date_to) + timedelta(days=1))
+    order = (CardCodeRecharge.created_at.desc(), CardCodeRecharge.id.desc())
+    return list(db.scalars(stmt.order_by(*order).limit(1000)))
+
+
+def _day_start(day: date) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=UTC)
