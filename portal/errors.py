@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, render_template
+from flask import Flask, current_app, g, render_template
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
@@ -48,6 +48,10 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(OperationalError)
     def database_down(exc: OperationalError):
         log.warning("database unavailable: %s", exc.__class__.__name__)
+        # The error page must not touch the database: no navigation, and an anonymous
+        # current_user (Flask-Login's template context would otherwise load the user).
+        g.database_down = True
+        g._login_user = current_app.login_manager.anonymous_user()
         return render_error(503)
 
     @app.errorhandler(Exception)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Flask, current_app, request, url_for
+from flask import Flask, current_app, g, request, url_for
 from flask_login import current_user
 
 from portal.money import format_money, format_plain
@@ -37,7 +37,7 @@ OPERATOR_NAV = [
 
 
 def navigation() -> list[tuple[str, str]]:
-    if not current_user.is_authenticated:
+    if g.get("database_down") or not current_user.is_authenticated:
         return []
     if current_user.is_operator:
         items = ADMIN_NAV + OPERATOR_NAV
