@@ -26,8 +26,6 @@ from portal.models import (
     Account,
     AccountStatus,
     CardStatus,
-    CreditChangeKind,
-    CreditLimitChange,
     JobLease,
     TopupCard,
     utcnow,
@@ -51,13 +49,11 @@ def sweep_auto_recharge(db: Session, now: datetime) -> int:
 
 def revert_credit_limits(db: Session, now: datetime) -> int:
     """Temporary credit limit increases past Valid Until go back to the permanent limit."""
-    credit = _optional("portal.credit")
-    if credit is not None and hasattr(credit, "revert_expired_increases"):
-        count = credit.revert_expired_increases(db, now)
-    else:
-        count = _revert_expired_increases(db, now)
+    from portal.credit import revert_expired_increases
+
+    count = revert_expired_increases(db, now)
     db.commit()
-    return count or 0
+    return count
 
 
 def expire_reserve_credit(db: Session, now: datetime) -> int:
@@ -280,33 +276,3 @@ def _active_account_ids(db: Session):
             return
         yield from ids
         last_id = ids[-1]
-
-
-def _revert_expired_increases(db: Session, now: datetime) -> int:
-    # Used only until portal.credit provides revert_expired_increases.
-    from portal.ledger import lock_account, temporary_increase_minor
-
-    ids = db.scalars(
-        select(Account.id).where(
-            Account.temp_increase_valid_until.is_not(None),
-            Account.temp_increase_valid_until <= now,
-        )
-    ).all()
-    for account_id in ids:
-        account = lock_account(db, account_id)
-        if account.temp_increase_valid_until is None or account.temp_increase_valid_until > now:
-            continue  # reverted or replaced meanwhile
-        old = account.credit_limit_minor + temporary_increase_minor(account)
-        db.add(
-            CreditLimitChange(
-                account_id=account.id,
-                kind=CreditChangeKind.REVERT,
-                old_value=str(old),
-                new_value=str(account.credit_limit_minor),
-                valid_until=account.temp_increase_valid_until,
-                created_at=now,
-            )
-        )
-        account.temp_increase_minor = account.temp_increase_percent = None
-        account.temp_increase_valid_until = None
-    return len(ids)

@@ -5,13 +5,13 @@ from __future__ import annotations
 import logging
 import smtplib
 from datetime import datetime, timedelta
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from email.message import EmailMessage
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from portal.domain import DomainError
 from portal.ledger import available_funds, lock_account
 from portal.models import (
     Account,
@@ -22,7 +22,7 @@ from portal.models import (
     OutboxEmail,
     utcnow,
 )
-from portal.money import MoneyError, format_money, parse_amount
+from portal.money import format_money
 
 log = logging.getLogger(__name__)
 
@@ -164,49 +164,29 @@ def smtp_send(config: dict, mail: OutboxEmail) -> None:
 MAX_THRESHOLDS = 10
 
 
-def threshold_text(account: Account) -> str:
-    """The account's own list, else its customer class default."""
-    if account.warning_thresholds is not None:
-        return account.warning_thresholds
-    return account.customer_class.default_warning_thresholds if account.customer_class else ""
+def resolve_thresholds(account: Account) -> dict[str, int]:
+    """Each usable threshold of the account (normalised text -> level in minor units).
 
-
-def resolve_thresholds(account: Account) -> list[tuple[str, int]]:
-    """(raw value, threshold in minor units) for each usable value of the account's list.
-
-    Postpaid percentages are of the permanent credit limit. Values that do not parse are
-    skipped here (the admin form refuses them when they are typed).
+    Parsing and the percentage rule are portal.credit's (postpaid: of the permanent
+    limit). A value that no longer parses is skipped rather than blocking the others.
     """
-    resolved = []
-    for raw in [part.strip() for part in threshold_text(account).split(",")][:MAX_THRESHOLDS]:
-        minor = _threshold_minor(raw, account)
-        if minor is not None:
-            resolved.append((raw, minor))
-    return resolved
+    from portal import credit
 
-
-def _threshold_minor(raw: str, account: Account) -> int | None:
-    if raw.endswith("%"):
-        if account.billing_model != BillingModel.POSTPAID or account.credit_limit_minor <= 0:
-            return None
+    resolved = {}
+    text = credit.effective_thresholds_text(account)
+    for raw in [part.strip() for part in text.split(",") if part.strip()][:MAX_THRESHOLDS]:
         try:
-            percent = Decimal(raw[:-1].strip())
-        except InvalidOperation:
-            return None
-        if not percent.is_finite() or not 0 <= percent <= 100:
-            return None
-        share = Decimal(account.credit_limit_minor) * percent / 100
-        return int(share.quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
-    try:
-        return parse_amount(raw, account.currency, allow_zero=True) if raw else None
-    except MoneyError:
-        return None
+            (threshold,) = credit.parse_thresholds(raw, account.billing_model, account.currency)
+        except (DomainError, ValueError):
+            continue
+        resolved[threshold.text(account.currency)] = credit.threshold_minor(threshold, account)
+    return resolved
 
 
 def crossed_thresholds(account: Account, now: datetime | None = None) -> list[str]:
     """Raw values of the thresholds the available funds are at or below now."""
     available = available_funds(account, now)
-    return sorted({raw for raw, minor in resolve_thresholds(account) if available <= minor})
+    return sorted(raw for raw, minor in resolve_thresholds(account).items() if available <= minor)
 
 
 def check_funds_warnings(db: Session, *, account_id: int, now: datetime | None = None) -> int:
@@ -239,7 +219,7 @@ def _warn(db: Session, account: Account, raw: str) -> int:
     if raw.endswith("%"):
         label = f"{raw} of your credit limit"
     else:
-        label = format_money(_threshold_minor(raw, account), account.currency)
+        label = format_money(resolve_thresholds(account).get(raw, 0), account.currency)
     subject = f"{what} warning: available funds {funds} reached your threshold of {label}"
     body = (
         f"Hello {account.name},\n\nThe available funds of account {account.number} are now "
