@@ -6,7 +6,7 @@ from flask import abort, flash, redirect, render_template, url_for
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from wtforms import StringField
-from wtforms.validators import InputRequired, Length
+from wtforms.validators import DataRequired, Length
 
 from portal import db, vouchers
 from portal.billing import bp
@@ -21,7 +21,8 @@ from portal.web import is_htmx, render
 class RedeemForm(FlaskForm):
     pin = StringField(
         "PIN",
-        validators=[InputRequired("Enter the PIN printed on the card."), Length(max=64)],
+        filters=[lambda value: value.strip() if isinstance(value, str) else value],
+        validators=[DataRequired("Enter the PIN printed on the card."), Length(max=64)],
         render_kw={"inputmode": "numeric", "autocomplete": "off", "spellcheck": "false"},
     )
 
