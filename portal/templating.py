@@ -32,6 +32,8 @@ ADMIN_NAV = [
 OPERATOR_NAV = [
     ("admin.resellers", "Resellers"),
     ("admin.plans", "Plans"),
+    ("admin.addons", "Add-ons"),
+    ("admin.topup_products", "Top-up products"),
     ("admin.settings", "Settings"),
 ]
 

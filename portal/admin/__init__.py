@@ -14,6 +14,7 @@ def require_admin():
 # One module per area of the admin pages.
 from portal.admin import (  # noqa: E402,F401
     api_views,
+    audit_views,
     card_codes_views,
     catalogue_views,
     customers_views,

@@ -1,0 +1,103 @@
+"""Forms of the catalogue and settings pages."""
+
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, IntegerField, PasswordField, SelectField, StringField
+from wtforms.validators import InputRequired, Length, NumberRange, Optional, Regexp
+
+from portal.forms import MoneyField, choices
+from portal.money import supported_currencies
+
+CURRENCIES = choices([(c, c) for c in supported_currencies()])
+SERVICE = Regexp(r"^[a-z][a-z0-9_]{0,39}$", message="Use lower-case letters, digits and _.")
+
+
+class OptionalMoneyField(MoneyField):
+    """A MoneyField that may be left blank (then `.minor` is None)."""
+
+    def pre_validate(self, form) -> None:
+        if not (self.data or "").strip():
+            self.minor = None
+            return
+        super().pre_validate(form)
+
+
+class CurrencyFromField(FlaskForm):
+    """MoneyFields read the currency from the form: here, the chosen currency."""
+
+    currency_code = SelectField("Currency", choices=CURRENCIES, default="GBP")
+
+    def validate_on_submit(self, extra_validators=None):
+        self.currency = self.currency_code.data or "GBP"
+        return super().validate_on_submit(extra_validators)
+
+
+class CustomerClassForm(FlaskForm):
+    reseller_id = SelectField("Reseller")
+    name = StringField("Name", validators=[InputRequired(), Length(max=120)])
+    transfers_allowed = BooleanField("Subscriber-to-Subscriber transfers allowed")
+    max_increase = OptionalMoneyField(
+        "Maximum possible increase: amount", allow_zero=True, validators=[Optional()]
+    )
+    max_increase_percent = IntegerField(
+        "Maximum possible increase: percentage of the Permanent Credit Limit",
+        validators=[Optional(), NumberRange(min=0, max=1000)],
+    )
+    max_increase_days = IntegerField(
+        "Maximum possible increase: longest validity (days)",
+        validators=[Optional(), NumberRange(min=1, max=3650)],
+    )
+    default_warning_thresholds = StringField(
+        "Default warning thresholds", validators=[Optional(), Length(max=400)]
+    )
+
+
+class ResellerForm(FlaskForm):
+    name = StringField("Name", validators=[InputRequired(), Length(max=120)])
+    currency_code = SelectField("Currency", choices=CURRENCIES, default="GBP")
+
+
+class ResellerAdminForm(FlaskForm):
+    email = StringField("Email", validators=[InputRequired(), Length(max=254)])
+    name = StringField("Name", validators=[Optional(), Length(max=200)])
+    password = PasswordField("Password", validators=[InputRequired()])
+
+
+class PlanForm(CurrencyFromField):
+    name = StringField("Name", validators=[InputRequired(), Length(max=120)])
+    price = MoneyField("Price per month", allow_zero=True)
+    sort_order = IntegerField(
+        "Sort order", default=0, validators=[Optional(), NumberRange(min=0, max=10000)]
+    )
+    active = BooleanField("Active (customers can choose it)", default=True)
+
+
+class PlanLicenseForm(FlaskForm):
+    service = StringField("Service key", validators=[InputRequired(), SERVICE])
+    label = StringField("Label", validators=[InputRequired(), Length(max=120)])
+    limit = IntegerField("Limit", validators=[InputRequired(), NumberRange(min=0, max=1_000_000)])
+    sort_order = IntegerField(
+        "Sort order", default=0, validators=[Optional(), NumberRange(min=0, max=10000)]
+    )
+
+
+class AddOnForm(CurrencyFromField):
+    service = StringField("Service key", validators=[InputRequired(), SERVICE])
+    label = StringField("Label", validators=[InputRequired(), Length(max=120)])
+    units = IntegerField(
+        "Units added per purchase", default=1, validators=[InputRequired(), NumberRange(1, 10000)]
+    )
+    price = MoneyField("Price")
+    active = BooleanField("Active (customers can buy it)", default=True)
+
+
+class TopupProductForm(CurrencyFromField):
+    label = StringField("Label", validators=[Optional(), Length(max=120)])
+    amount = MoneyField("Amount")
+    active = BooleanField("Active (customers can buy it)", default=True)
+
+
+class SettingsForm(FlaskForm):
+    default_currency = SelectField("Server default currency", choices=CURRENCIES)
+    tax_rate = StringField("Tax rate for invoices (%)", validators=[InputRequired()])
