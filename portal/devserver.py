@@ -55,11 +55,59 @@ def register_webhook(app: Flask, stripe_port: int, app_port: int) -> None:
     urllib.request.urlopen(request, timeout=5)  # noqa: S310
 
 
+# Test card numbers (Stripe's documented ones) for the demo customers: a primary card
+# for each, and a secondary one for Alice so the fallback can be seen.
+DEMO_CARDS = {
+    "100001": ["4242424242424242", "5555555555554444"],  # Alice
+    "100002": ["4242424242424242"],  # Bob
+}
+
+
+def seed_stripe_demo(app: Flask) -> None:
+    """Give the demo customers Stripe customers with working cards (safe to run again).
+
+    localstripe starts empty each time, so Stripe ids left from an earlier run are
+    forgotten first and created again.
+    """
+    from sqlalchemy import select
+
+    from portal import db
+    from portal.models import Account
+    from portal.payments import gateway, service
+
+    with app.app_context():
+        session = db.session()
+        for account in session.scalars(
+            select(Account).where(Account.stripe_customer_id.is_not(None))
+        ):
+            if not gateway.customer_exists(account.stripe_customer_id):
+                _forget_stripe_customer(session, account)
+        for number, card_numbers in DEMO_CARDS.items():
+            account = session.scalar(select(Account).where(Account.number == number))
+            if account is None or service.list_cards(session, account=account):
+                continue
+            customer_id = gateway.ensure_customer(session, account)
+            for card_number in card_numbers:
+                info = gateway.create_test_card(customer_id, card_number)
+                service.link_card(session, account=account, info=info)
+
+
+def _forget_stripe_customer(session, account) -> None:
+    from portal.payments import service
+
+    for card in service.list_cards(session, account=account):
+        service.remove_card(session, account=account, card=card)
+    account.stripe_customer_id = None
+    session.commit()
+    log.info("forgot the stale Stripe customer of account %s", account.number)
+
+
 def run_dev_stack(app: Flask, port: int) -> None:
     stripe_port = int(os.environ.get("LOCALSTRIPE_PORT", LOCALSTRIPE_PORT))
     stripe_proc = start_localstripe(stripe_port)
     try:
         register_webhook(app, stripe_port, port)
+        seed_stripe_demo(app)
         _start_scheduler(app)
         print(f" * Portal on http://127.0.0.1:{port}  (localstripe on 127.0.0.1:{stripe_port})")
         # app.run() is a no-op inside the `flask` CLI; serve with werkzeug directly.

@@ -182,7 +182,10 @@ def ensure_customer(db: Session, account: Account) -> str:
                 "email": account.email or None,
                 "metadata": {"account_id": str(account.id), "account_number": account.number},
             },
-            options={"idempotency_key": f"customer-{account.id}"},
+            # Scoped by creation time too, so two databases sharing a Stripe account never collide.
+            options={
+                "idempotency_key": f"customer-{account.id}-{account.created_at:%Y%m%d%H%M%S%f}"
+            },
         )
     account.stripe_customer_id = customer.id
     db.commit()
