@@ -47,8 +47,8 @@ def test_page_shows_the_fields_with_defaults(client, signed_in):
     response = client.get("/billing/topup-settings")
     html = response.get_data(as_text=True)
     assert response.status_code == 200
-    for label in ["Automatic top-up", "My balance hit the threshold of", "Top up the following amount"]:
-        assert label in html
+    labels = ["Automatic top-up", "My balance hit the threshold of", "Top up the following amount"]
+    assert all(label in html for label in labels)
     assert '<button type="submit">Save</button>' in html
     assert 'value="5.00"' in html and 'value="20.00"' in html
     assert "Add a payment card" in html
