@@ -6,7 +6,7 @@ from flask import flash, redirect, render_template, url_for
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from wtforms import HiddenField, StringField
-from wtforms.validators import InputRequired, Length
+from wtforms.validators import DataRequired, Length
 
 from portal import db, transfers
 from portal.billing import bp
@@ -22,8 +22,9 @@ from portal.web import is_htmx, render
 class TransferForm(FlaskForm):
     recipient = StringField(
         "Recipient account",
+        filters=[lambda value: value.strip() if isinstance(value, str) else value],
         validators=[
-            InputRequired("Enter the recipient's account number."),
+            DataRequired("Enter the recipient's account number."),
             Length(max=transfers.NUMBER_MAX_LENGTH, message="That is not an account number."),
         ],
         render_kw={"autocomplete": "off", "spellcheck": "false"},
