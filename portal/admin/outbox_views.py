@@ -25,6 +25,6 @@ def outbox():
         "admin/outbox.html",
         "admin/outbox_table.html",
         mails=mails,
-        status=status,
+        current_status=status,
         statuses=list(MailStatus),
     )

@@ -16,7 +16,7 @@ def invoices():
     account = current_account()
     session = db.session()
     return render(
-        "billing/invoicing.html",
+        "billing/invoices.html",
         "billing/invoices_table.html",
         account=account,
         invoice_rows=invoicing.invoices_for(session, account.id),
