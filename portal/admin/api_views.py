@@ -35,7 +35,7 @@ def _form() -> ApiTokenForm:
 def _page(form: ApiTokenForm, created=None, status: int = 200):
     tokens = db.session().scalars(tenant_select(ApiToken).order_by(ApiToken.id.desc())).all()
     return render(
-        "admin/tokens_domain.html",
+        "admin/api_tokens.html",
         "admin/api_tokens_panel.html",
         status=status,
         form=form,
