@@ -187,3 +187,26 @@ def test_foreign_and_unknown_add_ons_answer_404(client, db, setup):
     assert client.post("/billing/license/addons/-1", data={}).status_code in (404, 405)
     reread(db)
     assert db.scalar(select(func.count(AccountAddOn.id))) == 0
+
+
+def test_forms_work_with_csrf_enabled_without_htmx(app, client, db, setup):
+    app.config["WTF_CSRF_ENABLED"] = True
+    login_page = client.get("/login").text
+    token = login_page.split('name="csrf_token" type="hidden" value="')[1].split('"')[0]
+    login_data = {"email": setup["user"].email, "password": "test-pass", "csrf_token": token}
+    assert client.post("/login", data=login_data).status_code == 302
+    addon_id = setup["addon"].id
+    page = client.get("/billing/license").text
+    field = f'name="addon-{addon_id}-csrf_token" type="hidden" value="'
+    form_token = page.split(field)[1].split('"')[0]
+    data = {f"addon-{addon_id}-quantity": "1"}
+    assert client.post(f"/billing/license/addons/{addon_id}", data=data).status_code == 400
+    data[f"addon-{addon_id}-csrf_token"] = form_token
+    assert client.post(f"/billing/license/addons/{addon_id}", data=data).status_code == 303
+    # the plan confirm form carries the token too
+    plan_id = setup["plans"]["Starter"].id
+    preview = client.get(f"/billing/plan?plan_id={plan_id}").text
+    plan_token = preview.split('name="csrf_token" value="')[1].split('"')[0]
+    reread(db)
+    assert db.scalar(select(func.count(AccountAddOn.id))) == 1
+    assert plan_token

@@ -379,3 +379,21 @@ def test_reserve_grant_expiry_is_a_month_after_now(app, db, alice):
     )
     grant = db.scalar(select(ReserveGrant))
     assert timedelta(days=28) <= grant.expires_at - before <= timedelta(days=31, seconds=5)
+
+
+def test_htmx_get_without_a_choice_returns_the_plans_fragment(client, alice):
+    _signed_in(client, alice)
+    fragment = client.get("/billing/plan", headers=HTMX)
+    assert fragment.status_code == 200
+    assert "<html" not in fragment.text and 'id="plan-area"' in fragment.text
+
+
+def test_account_without_subscription_sees_plans_but_cannot_change(client, db, alice):
+    user = make_customer(db)
+    db.commit()
+    login(client, user.email)
+    page = client.get("/billing/plan")
+    assert page.status_code == 200 and "no plan yet" in page.text
+    answer = client.post("/billing/plan", data={"plan_id": alice["plans"]["Starter"].id})
+    assert answer.status_code == 422 and "no plan yet" in answer.text
+    assert client.get("/billing/license").status_code == 200

@@ -188,3 +188,10 @@ def test_four_failures_do_not_lock(client, db, setup):
     for n in range(4):
         _redeem(client, f"33333333{n}")
     assert "£20.00 added" in _redeem(client, PIN).text
+
+
+def test_htmx_get_returns_the_fragment(client, setup):
+    login(client, setup["user"].email)
+    fragment = client.get("/billing/redeem", headers=HTMX)
+    assert fragment.status_code == 200
+    assert "<html" not in fragment.text and 'id="redeem-area"' in fragment.text

@@ -198,3 +198,11 @@ def test_domain_refuses_non_positive_amounts(app, db, setup, amount):
             actor_user_id=None,
             idempotency_key="k",
         )
+
+
+def test_htmx_get_returns_the_fragment(client, setup):
+    login(client, setup["user"].email)
+    fragment = client.get("/billing/transfer", headers=HTMX)
+    assert fragment.status_code == 200
+    assert "<html" not in fragment.text and 'id="transfer-area"' in fragment.text
+    assert 'id="transfer-available">£10.00<' in fragment.text
