@@ -144,6 +144,7 @@ class LicenseViolation:
 
 
 def get_subscription(db: Session, account: Account) -> Subscription | None:
+    """The account's active subscription, if it has one."""
     return db.scalar(
         select(Subscription).where(
             Subscription.account_id == account.id,

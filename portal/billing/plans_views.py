@@ -46,6 +46,7 @@ def parse_id(raw: str | None) -> int | None:
 
 
 def status_for(code: int) -> int:
+    """The status for a refusal: `code` for a full page, 200 for an HTMX fragment."""
     # htmx 2 does not swap 4xx answers: HTMX form errors come back as 200 fragments.
     return 200 if is_htmx() else code
 
