@@ -14,23 +14,19 @@ from portal import audit, settings
 from portal.auth.service import hash_password
 from portal.credit import parse_thresholds
 from portal.customers import check_new_user_email, check_password_rules
+from portal.db import Base
 from portal.domain import DomainError
 from portal.models import (
     Account,
     AccountAddOn,
     AddOn,
-    ApiToken,
     BillingModel,
-    CardCode,
     CustomerClass,
-    Invoice,
     Plan,
     PlanLicense,
     Reseller,
     Role,
     Subscription,
-    TopupCard,
-    TopupCardBatch,
     TopupProduct,
     User,
 )
@@ -65,16 +61,6 @@ IN_USE: dict[type, list[tuple]] = {
     Plan: [(Subscription.plan_id, "customers subscribe to this plan")],
     AddOn: [(AccountAddOn.addon_id, "customers have bought this add-on")],
     CustomerClass: [(Account.customer_class_id, "customer accounts belong to this class")],
-    Reseller: [
-        (Account.reseller_id, "it has customer accounts"),
-        (User.reseller_id, "it has users"),
-        (CustomerClass.reseller_id, "it has customer classes"),
-        (TopupCard.reseller_id, "it has top-up cards"),
-        (TopupCardBatch.reseller_id, "it has top-up card batches"),
-        (CardCode.reseller_id, "it has card codes"),
-        (Invoice.reseller_id, "it has invoices"),
-        (ApiToken.reseller_id, "it has API tokens"),
-    ],
     PlanLicense: [],
     TopupProduct: [],
 }
@@ -95,9 +81,19 @@ def snapshot(item) -> dict:
 
 
 def _reseller_of(item) -> int | None:
-    if isinstance(item, Reseller):
-        return item.id
-    return getattr(item, "reseller_id", None)
+    # Rows about a reseller itself are the operator's (they must not block its deletion).
+    return None if isinstance(item, Reseller) else getattr(item, "reseller_id", None)
+
+
+def _reseller_references() -> list[tuple]:
+    """Every column that points at a reseller (found from the schema, so none is forgotten)."""
+    references = []
+    for table in Base.metadata.sorted_tables:
+        for column in table.columns:
+            if any(fk.column.table.name == "resellers" for fk in column.foreign_keys):
+                what = table.name.replace("_", " ")
+                references.append((column, f"it still has {what}"))
+    return references
 
 
 def _record(db, actor, item, action, before, after) -> None:
@@ -175,7 +171,8 @@ def save_item(db: Session, *, item, values: dict, actor: User):
 
 def in_use_reason(db: Session, item) -> str | None:
     """Why the object cannot be deleted, or None when nothing uses it."""
-    for column, reason in IN_USE[type(item)]:
+    checks = _reseller_references() if isinstance(item, Reseller) else IN_USE[type(item)]
+    for column, reason in checks:
         if db.scalar(select(column).where(column == item.id).limit(1)) is not None:
             return reason
     return None

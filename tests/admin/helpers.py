@@ -42,5 +42,6 @@ def make_tenant(db, *, name: str, admin_email: str) -> Tenant:
 
 def reload(db) -> None:
     """Forget what the test session has loaded, so the next reads see what requests did."""
+    # Detach first: the objects keep their (old) values for ids, and new reads load fresh rows.
+    db.expunge_all()
     db.rollback()
-    db.expire_all()
