@@ -148,7 +148,11 @@ class AddCreditForm(FlaskForm):
     amount = OptionalMoneyField("Add credit", allow_negative=True)
     unlimited = BooleanField("Unlimited")
     order_number = StringField(
-        "Order number", validators=[InputRequired("Enter the order number."), Length(max=60)]
+        "Order number",
+        validators=[
+            InputRequired("Enter the order number."),
+            Length(max=60, message="Use at most 60 characters."),
+        ],
     )
 
 
