@@ -6,7 +6,6 @@ Money moves only through portal.ledger.post_entry. Each operation commits.
 
 from __future__ import annotations
 
-import importlib
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -14,7 +13,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from portal import audit, ledger
+from portal import audit, invoices, ledger
 from portal.domain import DomainError, ValidationFailed
 from portal.models import (
     Account,
@@ -439,7 +438,13 @@ def record_manual_payment(
     )
     if not posting.replayed:
         if account.billing_model == BillingModel.POSTPAID:
-            _allocate(db, account, amount_minor, f"Manual payment {order_number}".strip())
+            # Settles the oldest open invoices; the rest becomes an unallocated payment.
+            invoices.allocate_payment(
+                db,
+                account=account,
+                amount_minor=amount_minor,
+                source=f"Manual payment {order_number}".strip(),
+            )
         _audit_money(db, account, "credit.manual_payment", posting, actor)
     db.commit()
     return posting
@@ -500,34 +505,15 @@ def _audit_money(db, account, action, posting: ledger.Posting, actor) -> None:
     _audit(db, account, action, before, after, actor)
 
 
-def _allocate(db: Session, account: Account, amount_minor: int, source: str) -> None:
-    # portal.invoices belongs to the invoices area; use its allocation when it exists.
-    try:
-        invoices = importlib.import_module("portal.invoices")
-    except ImportError:
-        invoices = None
-    allocate = getattr(invoices, "allocate_payment", None)
-    if allocate is not None:
-        allocate(db, account=account, amount_minor=amount_minor, source=source)
-        return
-    db.add(
-        UnallocatedPayment(
-            account_id=account.id,
-            amount_minor=amount_minor,
-            remaining_minor=amount_minor,
-            currency=account.currency,
-            source=source[:200],
-            created_at=utcnow(),
-        )
-    )
-
-
 def unallocated_payments(db: Session, account: Account) -> tuple[int, list[UnallocatedPayment]]:
     """The total still unallocated and the rows that make it up (newest first)."""
     rows = list(
         db.scalars(
             select(UnallocatedPayment)
-            .where(UnallocatedPayment.account_id == account.id)
+            .where(
+                UnallocatedPayment.account_id == account.id,
+                UnallocatedPayment.remaining_minor > 0,
+            )
             .order_by(UnallocatedPayment.id.desc())
         )
     )

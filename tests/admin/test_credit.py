@@ -461,6 +461,39 @@ def test_postpaid_manual_payment_is_allocated_or_kept_unallocated(db, acme):
     assert rows[0].account_id == acme.postpaid.id
 
 
+def test_postpaid_manual_payment_settles_open_invoice_first(db, acme):
+    from datetime import date
+
+    from portal.models import Invoice, InvoiceStatus
+
+    invoice = Invoice(
+        reseller_id=acme.reseller.id,
+        account_id=acme.postpaid.id,
+        number=1,
+        period_start=date(2026, 1, 1),
+        period_end=date(2026, 1, 31),
+        currency="GBP",
+        subtotal_minor=500,
+        total_minor=500,
+        status=InvoiceStatus.OPEN,
+    )
+    db.add(invoice)
+    db.commit()
+    credit.record_manual_payment(
+        db,
+        account=acme.postpaid,
+        amount_minor=700,
+        order_number="ORD-8",
+        reason="Cheque",
+        actor=acme.admin,
+        idempotency_key="k8",
+    )
+    db.refresh(invoice)
+    assert (invoice.paid_minor, invoice.status) == (500, InvoiceStatus.PAID)
+    total, rows = credit.unallocated_payments(db, acme.postpaid)
+    assert total == 200 and [r.remaining_minor for r in rows] == [200]
+
+
 def test_adjustment_may_be_negative(db, acme):
     credit.adjust_balance(
         db,
