@@ -105,6 +105,8 @@ def _forget_stripe_customer(session, account) -> None:
 def run_dev_stack(app: Flask, port: int) -> None:
     stripe_port = int(os.environ.get("LOCALSTRIPE_PORT", LOCALSTRIPE_PORT))
     stripe_proc = start_localstripe(stripe_port)
+    # Stopped with SIGTERM, still run the `finally` below so localstripe goes too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         register_webhook(app, stripe_port, port)
         seed_stripe_demo(app)
