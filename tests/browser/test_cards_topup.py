@@ -76,3 +76,46 @@ def test_a_declined_setup_shows_stripes_message(page: Page, server):
     page.get_by_role("button", name="Save card").click()
     expect(form.locator("[data-card-errors]")).not_to_be_empty()
     expect(page.get_by_text("No cards yet")).to_be_visible()
+
+
+@pytest.fixture
+def seeded(app, server):
+    """Alice and Bob with the demo's Stripe customers and cards."""
+    from portal.devserver import seed_stripe_demo
+
+    seed_stripe_demo(app)
+    return server
+
+
+def test_alice_swaps_card_roles_and_deletes_the_primary(page: Page, seeded):
+    page.on("dialog", lambda dialog: dialog.accept())
+    sign_in(page, seeded.url, "alice@example.com")
+    page.goto(f"{seeded.url}/billing/cards")
+    rows = page.locator("#cards tbody tr")
+    expect(rows).to_have_count(2)
+    expect(rows.nth(0)).to_contain_text("Primary")
+    rows.nth(1).get_by_role("button", name="Make primary").click()
+    expect(page.locator("#toasts")).to_contain_text("is now your primary card")
+    expect(rows.nth(0)).to_contain_text("ending 4444")
+    expect(rows.nth(1)).to_contain_text("Secondary")
+    rows.nth(0).get_by_role("button", name="Delete").click()
+    expect(page.locator("#toasts")).to_contain_text("Card deleted")
+    expect(rows).to_have_count(1)
+    expect(rows.nth(0)).to_contain_text("ending 4242")
+    expect(rows.nth(0)).to_contain_text("Primary")
+
+
+def test_bob_turns_on_automatic_top_up(page: Page, seeded):
+    sign_in(page, seeded.url, "bob@example.com")
+    page.get_by_role("link", name="Top-up settings").click()
+    page.get_by_label("Automatic top-up").check()
+    page.get_by_label("My balance hit the threshold of").fill("10.00")
+    page.get_by_label("Top up the following amount").fill("2.00")
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_text("Enter an amount from £5.00 to £1,000.00.")).to_be_visible()
+    page.get_by_label("Top up the following amount").fill("30.00")
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_text("Automatic top-up is on")).to_be_visible()
+    page.reload()
+    expect(page.get_by_label("Automatic top-up")).to_be_checked()
+    expect(page.get_by_label("Top up the following amount")).to_have_value("30.00")
