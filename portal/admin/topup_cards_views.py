@@ -207,7 +207,8 @@ class GenerateForm(FlaskForm):
 
 
 def _generate_form() -> GenerateForm:
-    form = GenerateForm()
+    # Prefixed: the Advanced Search on the same page has its own "series" field.
+    form = GenerateForm(prefix="generate")
     resellers = _resellers()
     form.reseller_id.choices = choices([(r.id, r.name) for r in resellers])
     chosen = next((r for r in resellers if str(r.id) == form.reseller_id.data), None)

@@ -100,7 +100,10 @@ def post_generate(client, reseller, **overrides):
         "expires_at": FUTURE,
         **overrides,
     }
-    return client.post("/admin/topup-cards/generate", data=data)
+    return client.post(
+        "/admin/topup-cards/generate",
+        data={f"generate-{key}": value for key, value in data.items()},
+    )
 
 
 def count_cards(db, **where) -> int:
