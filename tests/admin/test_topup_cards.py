@@ -812,3 +812,49 @@ def test_csv_of_running_batch_refused(app, client, db, world):
     login(client, "op@example.test")
     response = client.get(f"/admin/topup-cards/batches/{batch.id}/cards.csv")
     assert response.status_code == 409
+
+
+# --- PostgreSQL ------------------------------------------------------------------------------
+
+
+@pytest.mark.postgres
+def test_generation_search_edit_export_on_postgresql(pg_app, pg_db, monkeypatch):
+    """The bulk insert, keyset cursors and set-based update also work on PostgreSQL."""
+    from portal import db as portal_db
+
+    monkeypatch.setattr(topup_cards, "CHUNK_SIZE", 40)
+    reseller = make_reseller(pg_db, name="PG")
+    operator = make_user(pg_db, role=Role.OPERATOR)
+    pg_db.commit()
+    with pg_app.app_context():
+        session = portal_db.session()
+        batch = topup_cards.generate_cards(
+            session,
+            reseller_id=reseller.id,
+            amount_minor=700,
+            quantity=120,
+            series="PG1",
+            pin_length=8,
+            expires_at=utcnow() + timedelta(days=5),
+            actor_user_id=operator.id,
+        )
+        assert batch.status == BatchStatus.DONE
+        for sort in topup_cards.SORTS:
+            kw = {"actor": operator, "filters": topup_cards.CardFilters(), "sort": sort}
+            first = topup_cards.search_cards(session, **kw)
+            second = topup_cards.search_cards(session, after=first.next_cursor, **kw)
+            third = topup_cards.search_cards(session, after=second.next_cursor, **kw)
+            ids = {r.card.id for page in (first, second, third) for r in page.rows}
+            assert len(ids) == 120 and third.next_cursor is None, sort
+            back = topup_cards.search_cards(session, before=second.prev_cursor, **kw)
+            assert [r.card.id for r in back.rows] == [r.card.id for r in first.rows]
+        scope = topup_cards.Scope(filters=topup_cards.CardFilters(series="PG1"))
+        expiry = datetime(2032, 1, 1, tzinfo=UTC)
+        assert topup_cards.mass_edit(session, scope=scope, actor=operator, expires_at=expiry) == 120
+        assert topup_cards.mass_edit(session, scope=scope, actor=operator, expires_at=expiry) == 0
+        rows = list(
+            csv.reader(io.StringIO(topup_cards.export_csv(session, scope=scope, actor=operator)))
+        )
+    assert len(rows) == 121 and rows[1][4] == "2032-01-01 00:00"
+    pg_db.rollback()
+    assert pg_db.scalar(select(func.count(func.distinct(TopupCard.pin_hash)))) == 120
