@@ -90,6 +90,22 @@ def seed_stripe_demo(app: Flask) -> None:
             for card_number in card_numbers:
                 info = gateway.create_test_card(customer_id, card_number)
                 service.link_card(session, account=account, info=info)
+        _enable_demo_auto_recharge(session)
+
+
+def _enable_demo_auto_recharge(session) -> None:
+    """Alice tops up £20 automatically at £5, so `flask simulate-usage` shows a refill."""
+    from sqlalchemy import select
+
+    from portal.models import Account, AutoRechargeSetting
+    from portal.payments.recharge_settings import save_auto_recharge_settings
+
+    alice = session.scalar(select(Account).where(Account.number == "100001"))
+    if alice is None or session.get(AutoRechargeSetting, alice.id) is not None:
+        return  # keep whatever the person chose on an earlier run
+    save_auto_recharge_settings(
+        session, account=alice, enabled=True, threshold_minor=500, amount_minor=2000
+    )
 
 
 def _forget_stripe_customer(session, account) -> None:
