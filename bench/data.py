@@ -130,3 +130,75 @@ def _fill_ledger(session, account_id: int, entries: int) -> None:
         session.execute(text("ANALYZE ledger_entries"))
     session.get(Account, account_id).balance_minor = entries
     session.commit()
+
+
+# --- Shared helpers for the other benchmarks ---------------------------------------------
+
+BENCH_PIN_KEY = "bench-pin-key-" + "y" * 32  # noqa: S105 - the bench app and gunicorn share it
+
+
+def bench_app(url: str, **overrides):
+    """The in-process app of a benchmark, with the PIN key gunicorn gets too."""
+    return create_app(
+        {
+            "SQLALCHEMY_DATABASE_URI": url,
+            "SECRET_KEY": "bench",
+            "PASSWORD_HASH_METHOD": "pbkdf2:sha256:1000",
+            "PIN_ENCRYPTION_KEY": BENCH_PIN_KEY,
+            "AFTER_DEBIT_CHECKS": "off",
+            **overrides,
+        }
+    )
+
+
+def ensure_reseller(session, name: str = "Bench Telecom"):
+    """The benchmark reseller (GBP), created on first use; committed."""
+    from portal.models import Reseller
+
+    reseller = session.scalar(select(Reseller).where(Reseller.name == name))
+    if reseller is None:
+        reseller = Reseller(name=name, currency="GBP")
+        session.add(reseller)
+        session.commit()
+    return reseller
+
+
+def ensure_operator(session, email: str = "operator@bench.example"):
+    """An operator user (sees every reseller); committed."""
+    from portal.auth.service import hash_password
+    from portal.models import Role, User
+
+    user = session.scalar(select(User).where(User.email == email))
+    if user is None:
+        user = User(
+            email=email,
+            role=Role.OPERATOR,
+            password_hash=hash_password(PASSWORD),
+            session_nonce="b",
+        )
+        session.add(user)
+        session.commit()
+    return user
+
+
+def is_sqlite(session_or_engine) -> bool:
+    bind = getattr(session_or_engine, "bind", None) or session_or_engine
+    return bind.dialect.name == "sqlite"
+
+
+def vacuum(engine, table: str) -> None:
+    """Reclaim dead rows after a big DELETE/UPDATE so the next measurement starts clean."""
+    if engine.dialect.name == "sqlite":
+        return  # SQLite reuses freed pages; VACUUM would rewrite the whole file
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text(f"VACUUM ANALYZE {table}"))
+
+
+def sequence(kind: str) -> str:
+    """A FROM clause yielding n = 1..:n (a recursive CTE on SQLite, generate_series elsewhere)."""
+    if kind == "sqlite":
+        return (
+            "(WITH RECURSIVE seq(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM seq "
+            "WHERE n < :n) SELECT n FROM seq) AS s"
+        )
+    return "generate_series(1, :n) AS s(n)"
