@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
+from sqlalchemy.orm import Session
 
 import portal.models  # noqa: F401
 from portal import create_app
@@ -54,6 +55,18 @@ def template_db(tmp_path_factory) -> Path:
     return path
 
 
+class CheckingSession(Session):
+    """A test session whose rollback() always forgets loaded state.
+
+    Session.rollback() is a no-op when no transaction is open, so objects loaded before a
+    request would keep their old values and a check could pass on stale data.
+    """
+
+    def rollback(self) -> None:
+        super().rollback()
+        self.expire_all()
+
+
 def build_app(database_url: str, **overrides):
     return create_app({**TEST_CONFIG, "SQLALCHEMY_DATABASE_URI": database_url, **overrides})
 
@@ -86,10 +99,8 @@ def db(app):
     what requests did (it ends the read snapshot and expires the loaded objects).
     On SQLite it begins deferred, so reading here never blocks the app's writers.
     """
-    from sqlalchemy.orm import Session
-
     engine = app.extensions["engine"].execution_options(sqlite_begin="deferred")
-    session = Session(bind=engine, expire_on_commit=False)
+    session = CheckingSession(bind=engine, expire_on_commit=False)
     yield session
     session.close()
 
@@ -157,7 +168,7 @@ def pg_app(pg_url, app_config):
 
 @pytest.fixture
 def pg_db(pg_app):
-    session = pg_app.extensions["session_factory"]()
+    session = CheckingSession(bind=pg_app.extensions["engine"], expire_on_commit=False)
     yield session
     session.close()
 
