@@ -248,5 +248,8 @@ def expire_reserve(db: Session, now: datetime | None = None) -> int:
             remaining_minor=0,
             expired_at=now,
         )
+        # "evaluate" would apply remaining_minor=0 before copying it to expired_minor in
+        # objects already loaded in the session; fetch the real values instead.
+        .execution_options(synchronize_session="fetch")
     )
     return result.rowcount or 0

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 06:40:52.804019
+Create Date: 2026-11-23 07:16:34.056525
 """
 
 from alembic import op
@@ -28,24 +28,6 @@ def upgrade() -> None:
     sa.Column('active', sa.Boolean(), nullable=False),
     sa.PrimaryKeyConstraint('id')
     )
-    op.create_table('email_outbox',
-    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
-    sa.Column('to_address', sa.String(length=254), nullable=False),
-    sa.Column('subject', sa.String(length=200), nullable=False),
-    sa.Column('body', sa.Text(), nullable=False),
-    sa.Column('status', sa.Enum('pending', 'sent', 'failed', name='mailstatus', native_enum=False, length=20), nullable=False),
-    sa.Column('attempts', sa.Integer(), nullable=False),
-    sa.Column('next_attempt_at', portal.models.base.UTCDateTime(), nullable=False),
-    sa.Column('last_error', sa.String(length=300), nullable=False),
-    sa.Column('dedupe_key', sa.String(length=120), nullable=True),
-    sa.Column('created_at', portal.models.base.UTCDateTime(), nullable=False),
-    sa.Column('sent_at', portal.models.base.UTCDateTime(), nullable=True),
-    sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('dedupe_key')
-    )
-    with op.batch_alter_table('email_outbox', schema=None) as batch_op:
-        batch_op.create_index('ix_outbox_status_next', ['status', 'next_attempt_at'], unique=False)
-
     op.create_table('job_leases',
     sa.Column('name', sa.String(length=60), nullable=False),
     sa.Column('holder', sa.String(length=120), nullable=False),
@@ -169,6 +151,7 @@ def upgrade() -> None:
     sa.UniqueConstraint('stripe_customer_id')
     )
     with op.batch_alter_table('accounts', schema=None) as batch_op:
+        batch_op.create_index('ix_accounts_balance', ['balance_minor'], unique=False)
         batch_op.create_index(batch_op.f('ix_accounts_reseller_id'), ['reseller_id'], unique=False)
         batch_op.create_index('ix_accounts_reseller_name', ['reseller_id', 'name'], unique=False)
 
@@ -186,6 +169,18 @@ def upgrade() -> None:
     with op.batch_alter_table('account_addons', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_account_addons_account_id'), ['account_id'], unique=False)
 
+    op.create_table('api_charges',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('account_id', sa.Integer(), nullable=False),
+    sa.Column('idempotency_key', sa.String(length=120), nullable=False),
+    sa.Column('request_fingerprint', sa.String(length=64), nullable=False),
+    sa.Column('status_code', sa.Integer(), nullable=False),
+    sa.Column('response_json', sa.Text(), nullable=False),
+    sa.Column('created_at', portal.models.base.UTCDateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], ),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('account_id', 'idempotency_key', name='uq_api_charge_key')
+    )
     op.create_table('auto_recharge_settings',
     sa.Column('account_id', sa.Integer(), nullable=False),
     sa.Column('enabled', sa.Boolean(), nullable=False),
@@ -218,6 +213,30 @@ def upgrade() -> None:
     with op.batch_alter_table('card_codes', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_card_codes_account_id'), ['account_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_card_codes_reseller_id'), ['reseller_id'], unique=False)
+
+    op.create_table('email_outbox',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('reseller_id', sa.Integer(), nullable=True),
+    sa.Column('account_id', sa.Integer(), nullable=True),
+    sa.Column('to_address', sa.String(length=254), nullable=False),
+    sa.Column('subject', sa.String(length=200), nullable=False),
+    sa.Column('body', sa.Text(), nullable=False),
+    sa.Column('status', sa.Enum('pending', 'sent', 'failed', 'outbox', name='mailstatus', native_enum=False, length=20), nullable=False),
+    sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.Column('next_attempt_at', portal.models.base.UTCDateTime(), nullable=False),
+    sa.Column('last_error', sa.String(length=300), nullable=False),
+    sa.Column('dedupe_key', sa.String(length=120), nullable=True),
+    sa.Column('created_at', portal.models.base.UTCDateTime(), nullable=False),
+    sa.Column('sent_at', portal.models.base.UTCDateTime(), nullable=True),
+    sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], ),
+    sa.ForeignKeyConstraint(['reseller_id'], ['resellers.id'], ),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('dedupe_key')
+    )
+    with op.batch_alter_table('email_outbox', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_email_outbox_account_id'), ['account_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_email_outbox_reseller_id'), ['reseller_id'], unique=False)
+        batch_op.create_index('ix_outbox_status_next', ['status', 'next_attempt_at'], unique=False)
 
     op.create_table('invoices',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -567,11 +586,13 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('topup_cards', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_topup_cards_batch_id'), ['batch_id'], unique=False)
-        batch_op.create_index('ix_topup_cards_created', ['created_at'], unique=False)
+        batch_op.create_index('ix_topup_cards_created', ['created_at', 'id'], unique=False)
         batch_op.create_index('ix_topup_cards_pin_hash', ['pin_hash'], unique=False)
+        batch_op.create_index('ix_topup_cards_reseller_created', ['reseller_id', 'created_at', 'id'], unique=False)
         batch_op.create_index('ix_topup_cards_reseller_id', ['reseller_id', 'id'], unique=False)
         batch_op.create_index(batch_op.f('ix_topup_cards_series'), ['series'], unique=False)
         batch_op.create_index('ix_topup_cards_status_expires', ['status', 'expires_at'], unique=False)
+        batch_op.create_index('ix_topup_cards_status_pin_length', ['status', 'pin_length'], unique=False)
         batch_op.create_index('uq_topup_cards_live_pin', ['pin_hash'], unique=True, sqlite_where=sa.text("status = 'new'"), postgresql_where=sa.text("status = 'new'"))
 
     # ### end Alembic commands ###
@@ -581,9 +602,11 @@ def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
     with op.batch_alter_table('topup_cards', schema=None) as batch_op:
         batch_op.drop_index('uq_topup_cards_live_pin', sqlite_where=sa.text("status = 'new'"), postgresql_where=sa.text("status = 'new'"))
+        batch_op.drop_index('ix_topup_cards_status_pin_length')
         batch_op.drop_index('ix_topup_cards_status_expires')
         batch_op.drop_index(batch_op.f('ix_topup_cards_series'))
         batch_op.drop_index('ix_topup_cards_reseller_id')
+        batch_op.drop_index('ix_topup_cards_reseller_created')
         batch_op.drop_index('ix_topup_cards_pin_hash')
         batch_op.drop_index('ix_topup_cards_created')
         batch_op.drop_index(batch_op.f('ix_topup_cards_batch_id'))
@@ -667,6 +690,12 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_invoices_account_id'))
 
     op.drop_table('invoices')
+    with op.batch_alter_table('email_outbox', schema=None) as batch_op:
+        batch_op.drop_index('ix_outbox_status_next')
+        batch_op.drop_index(batch_op.f('ix_email_outbox_reseller_id'))
+        batch_op.drop_index(batch_op.f('ix_email_outbox_account_id'))
+
+    op.drop_table('email_outbox')
     with op.batch_alter_table('card_codes', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_card_codes_reseller_id'))
         batch_op.drop_index(batch_op.f('ix_card_codes_account_id'))
@@ -676,6 +705,7 @@ def downgrade() -> None:
         batch_op.drop_index('ix_autorecharge_enabled_threshold')
 
     op.drop_table('auto_recharge_settings')
+    op.drop_table('api_charges')
     with op.batch_alter_table('account_addons', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_account_addons_account_id'))
 
@@ -683,6 +713,7 @@ def downgrade() -> None:
     with op.batch_alter_table('accounts', schema=None) as batch_op:
         batch_op.drop_index('ix_accounts_reseller_name')
         batch_op.drop_index(batch_op.f('ix_accounts_reseller_id'))
+        batch_op.drop_index('ix_accounts_balance')
 
     op.drop_table('accounts')
     op.drop_table('plan_licenses')
@@ -701,9 +732,5 @@ def downgrade() -> None:
     op.drop_table('resellers')
     op.drop_table('plans')
     op.drop_table('job_leases')
-    with op.batch_alter_table('email_outbox', schema=None) as batch_op:
-        batch_op.drop_index('ix_outbox_status_next')
-
-    op.drop_table('email_outbox')
     op.drop_table('addons')
     # ### end Alembic commands ###
