@@ -248,8 +248,11 @@ def expire_reserve(db: Session, now: datetime | None = None) -> int:
             remaining_minor=0,
             expired_at=now,
         )
-        # "evaluate" would apply remaining_minor=0 before copying it to expired_minor in
-        # objects already loaded in the session; fetch the real values instead.
-        .execution_options(synchronize_session="fetch")
+        # The ORM's in-Python evaluation would apply remaining_minor=0 before copying it to
+        # expired_minor in loaded objects; let them reload from the database instead.
+        .execution_options(synchronize_session=False)
     )
+    for obj in list(db.identity_map.values()):
+        if isinstance(obj, ReserveGrant):
+            db.expire(obj)
     return result.rowcount or 0
