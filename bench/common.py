@@ -150,23 +150,42 @@ class LoadResult:
     p50_ms: float
     p99_ms: float
     non_2xx: int
+    # Answers per status code, when the Lua script prints "status <code> <count>" lines.
+    statuses: dict[int, int] = field(default_factory=dict)
+    requests: int = 0
 
 
-def wrk(url: str, *, seconds: int, connections: int = 8, headers: dict | None = None) -> LoadResult:
+def wrk(
+    url: str,
+    *,
+    seconds: int,
+    connections: int = 8,
+    headers: dict | None = None,
+    script: Path | None = None,
+    script_args: list[str] | None = None,
+) -> LoadResult:
     """Load `url` with wrk (Debian package) and parse throughput and latency percentiles."""
     if shutil.which("wrk") is None:
         raise RuntimeError("wrk is not installed: apt-get install -y wrk")
     args = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency"]
     for name, value in (headers or {}).items():
         args += ["-H", f"{name}: {value}"]
-    out = subprocess.run(args + [url], capture_output=True, text=True, check=True).stdout  # noqa: S603
+    if script is not None:
+        args += ["-s", str(script)]
+    args.append(url)
+    if script_args:
+        args += ["--", *script_args]
+    out = subprocess.run(args, capture_output=True, text=True, check=True).stdout  # noqa: S603
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    total = re.search(r"(\d+) requests in", out)
     return LoadResult(
         rps,
         _percentile(out, "50%"),
         _percentile(out, "99%"),
         int(non_2xx.group(1)) if non_2xx else 0,
+        {int(code): int(n) for code, n in re.findall(r"^status (\d+) (\d+)$", out, re.M)},
+        int(total.group(1)) if total else 0,
     )
 
 
