@@ -213,3 +213,50 @@ def sequential_latency(url: str, cookie: str, *, count: int, headers: dict | Non
     conn.close()
     timings.sort()
     return timings[len(timings) // 2]
+
+
+class Browser:
+    """A minimal cookie-keeping HTTP client on one keep-alive connection.
+
+    `source` picks the client's loopback address (127.0.0.0/8 all reaches the server on
+    Linux), so each simulated client has its own address for per-address limits.
+    """
+
+    CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
+
+    def __init__(self, base_url: str, source: str | None = None):
+        import http.client
+
+        parsed = urllib.parse.urlparse(base_url)
+        self.conn = http.client.HTTPConnection(
+            parsed.hostname, parsed.port, timeout=60, source_address=(source, 0) if source else None
+        )
+        self.cookies: dict[str, str] = {}
+        self.csrf = ""
+
+    def request(self, method: str, path: str, form: dict | None = None, headers=None):
+        """(status, body text); form fields are sent url-encoded, the CSRF token included."""
+        sent = {"Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items())}
+        body = None
+        if form is not None:
+            body = urllib.parse.urlencode({"csrf_token": self.csrf, **form})
+            sent["Content-Type"] = "application/x-www-form-urlencoded"
+        self.conn.request(method, path, body=body, headers={**sent, **(headers or {})})
+        response = self.conn.getresponse()
+        text = response.read().decode("utf-8", "replace")
+        for header in response.msg.get_all("Set-Cookie") or []:
+            name, _, rest = header.partition("=")
+            self.cookies[name.strip()] = rest.split(";", 1)[0]
+        found = self.CSRF.search(text)
+        if found:
+            self.csrf = found.group(1)
+        return response.status, text
+
+    def sign_in(self, email: str, password: str) -> None:
+        self.request("GET", "/login")
+        status, _ = self.request("POST", "/login", {"email": email, "password": password})
+        if status not in (302, 303):
+            raise RuntimeError(f"sign-in of {email} answered {status}")
+
+    def close(self) -> None:
+        self.conn.close()
