@@ -96,9 +96,15 @@ def _record_failure(db: Session, *, user_id: int, client_ip: str, now: datetime)
 def _find_card(db: Session, account: Account, pin: str, now: datetime) -> TopupCard | None:
     if not pin.isdigit() or not 4 <= len(pin) <= 40:
         return None
+    from portal.topup_cards import visible_condition
+
     card = db.scalar(
         select(TopupCard).where(
-            TopupCard.pin_hash == vault().hash(pin), TopupCard.status == CardStatus.NEW
+            TopupCard.pin_hash == vault().hash(pin),
+            TopupCard.status == CardStatus.NEW,
+            # A batch still generating (or killed mid-way) does not exist yet: its PINs
+            # must not be redeemable before the batch is complete and visible.
+            visible_condition(),
         )
     )
     if card is None or card.reseller_id != account.reseller_id:
