@@ -41,7 +41,9 @@ def init_app(app: Flask) -> None:
                 "Your form expired or was not sent from this site. Reload the page and try again.",
             )
         response = render_error(exc.code or 500)
-        if exc.code == 429 and hasattr(exc, "retry_after"):
+        # werkzeug's TooManyRequests has retry_after=None; "Retry-After: None" made
+        # flask-limiter's header injection raise, so an exceeded login limit answered 500.
+        if exc.code == 429 and getattr(exc, "retry_after", None) is not None:
             return response[0], 429, {"Retry-After": str(exc.retry_after)}
         return response
 
