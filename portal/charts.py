@@ -13,7 +13,7 @@ class LineChart:
     points: str
     area: str
     y_labels: list[tuple[float, int]]  # (y position, value in minor units)
-    x_labels: list[tuple[float, str]]
+    x_labels: list[tuple[float, str, str]]  # (x position, text, text-anchor)
     zero_y: float
 
 
@@ -35,6 +35,16 @@ def line_chart(series: list[tuple[date, int]], width: int = 640, height: int = 1
     zero = round(y(0), 1)
     area = f"{coords[0][0]},{zero} {points} {coords[-1][0]},{zero}" if coords else ""
     steps = [series[i] for i in range(0, len(series), max(len(series) // 4, 1))]
-    x_labels = [(round(x(series.index(s)), 1), s[0].strftime("%d %b")) for s in steps]
+    x_labels = [
+        # The last label is anchored at its end so it is not clipped at the right edge.
+        (
+            round(x(series.index(s)), 1),
+            s[0].strftime("%d %b"),
+            "end" if s is series[-1] else "middle",
+        )
+        for s in steps
+    ]
+    if series and steps[-1] is not series[-1]:
+        x_labels.append((round(x(len(series) - 1), 1), series[-1][0].strftime("%d %b"), "end"))
     y_labels = [(round(y(v), 1), v) for v in sorted({high, low, (high + low) // 2})]
     return LineChart(width, height, points, area, y_labels, x_labels, zero)
