@@ -123,7 +123,7 @@ def _fill_ledger(session, account_id: int, entries: int) -> None:
             INSERT INTO ledger_entries (account_id, kind, amount_minor, balance_after_minor,
                 currency, description, reference, idempotency_key, created_at)
             SELECT :a, 'usage', 1, n, 'GBP', 'Bench entry ' || n, '', 'b' || n,
-                   (now() at time zone 'utc') - make_interval(secs => (:n - n) * :span / :n)
+                   (now() at time zone 'utc') - make_interval(secs => (:n - n)::bigint * :span / :n)
             FROM generate_series(1, :n) AS n"""),
             params,
         )
