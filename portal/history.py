@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cache
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import Integer, bindparam, literal, select, union_all
 from sqlalchemy.orm import Session
 
 from portal.models import EntryKind, LedgerEntry, utcnow
@@ -62,24 +62,33 @@ def balance_series(db: Session, account_id: int, days: int = 90) -> list[tuple[d
     params = {"account_id": account_id}
     for index, day in enumerate(day_list):
         params[f"end{index}"] = _day_start(day + timedelta(days=1))
-    row = db.execute(_series_statement(days), params).one()
-    return [(day, value or 0) for day, value in zip(day_list, row, strict=True)]
+    rows = db.execute(_series_statement(days), params).all()
+    return [(day, value or 0) for day, (_, value) in zip(day_list, rows, strict=True)]
 
 
 @cache
 def _series_statement(days: int):
-    # Built once per process: constructing 90 subqueries costs far more than running them.
-    account = bindparam("account_id")
-    columns = [
+    # Built once per process: constructing the statement costs far more than running it.
+    # One correlated subquery over a list of day ends, not one subquery per day: PostgreSQL
+    # planned 90 separate subqueries on every page view (bench/: ~10 ms -> ~6 ms per chart).
+    end_type = LedgerEntry.created_at.type
+    day_ends = union_all(
+        *(
+            select(
+                literal(index, Integer).label("n"),
+                bindparam(f"end{index}", type_=end_type).label("day_end"),
+            )
+            for index in range(days)
+        )
+    ).subquery("day_ends")
+    last_before = (
         select(LedgerEntry.balance_after_minor)
         .where(
-            LedgerEntry.account_id == account,
-            LedgerEntry.created_at < bindparam(f"end{index}", type_=LedgerEntry.created_at.type),
+            LedgerEntry.account_id == bindparam("account_id"),
+            LedgerEntry.created_at < day_ends.c.day_end,
         )
         .order_by(LedgerEntry.created_at.desc(), LedgerEntry.id.desc())
         .limit(1)
         .scalar_subquery()
-        .label(f"d{index}")
-        for index in range(days)
-    ]
-    return select(*columns)
+    )
+    return select(day_ends.c.n, last_before).order_by(day_ends.c.n)
