@@ -35,6 +35,8 @@ class _PageParser(HTMLParser):
         a = dict(attrs)
         if tag == "a" and a.get("href"):
             self.links.append(urljoin(self.page, a["href"]))
+        if a.get("hx-get") and tag != "form":  # HTMX loads (details, paging, lazy parts)
+            self.links.append(urljoin(self.page, a["hx-get"]))
         elif tag == "form":
             action = a.get("hx-post") or a.get("hx-get") or a.get("action") or self.page
             method = "post" if a.get("hx-post") else (a.get("method") or "get").lower()
@@ -61,8 +63,13 @@ class _PageParser(HTMLParser):
             self._form = None
 
 
-def crawl(client, start_paths: list[str], prefix: str, limit: int = 60) -> list[Form]:
-    """Breadth-first over same-area links; returns each distinct form once."""
+def crawl(
+    client, start_paths: list[str], prefix: str, limit: int = 60, pages: set | None = None
+) -> list[Form]:
+    """Breadth-first over same-area links; returns each distinct form once.
+
+    `pages`, if given, receives every page path visited (with its query string).
+    """
     seen_pages: set[str] = set()
     queue = list(start_paths)
     forms: dict[tuple, Form] = {}
@@ -71,6 +78,8 @@ def crawl(client, start_paths: list[str], prefix: str, limit: int = 60) -> list[
         if path in seen_pages:
             continue
         seen_pages.add(path)
+        if pages is not None:
+            pages.add(path)
         response = client.get(path)
         if response.status_code != 200 or "text/html" not in response.content_type:
             continue

@@ -109,3 +109,41 @@ def test_every_form_survives_hostile_values(app, demo, db, role):
     fuzz()
     db.rollback()
     assert audit_balances(db) == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("role", ROLES)
+def test_every_query_string_survives_hostile_values(app, demo, db, role):
+    """Every page reached with a query string (filters, sorting, paging cursors, HTMX
+    detail loads): each parameter replaced by hostile values, full page and fragment."""
+    from urllib.parse import parse_qsl, urlsplit
+
+    email, start, prefix = ROLES[role]
+    client = app.test_client()
+    assert login(client, email, "demo-pass").status_code == 302
+    visited: set[str] = set()
+    crawl(client, start, prefix, limit=120, pages=visited)
+    targets = {}
+    for page in visited:
+        parts = urlsplit(page)
+        names = tuple(sorted({name for name, _ in parse_qsl(parts.query)}))
+        if names:
+            targets.setdefault((parts.path, names), page)
+    assert targets, f"no page with a query string found for {role}"
+
+    @settings(
+        max_examples=15,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+    @given(data=st.data())
+    def fuzz(data):
+        for path, names in targets:
+            query = {name: data.draw(HOSTILE, label=f"{path}?{name}") for name in names}
+            for headers in ({}, {"HX-Request": "true"}):
+                response = client.get(path, query_string=query, headers=headers)
+                assert response.status_code < 500, (path, query, response.status_code)
+
+    fuzz()
+    db.rollback()
+    assert audit_balances(db) == []
