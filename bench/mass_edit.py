@@ -22,7 +22,6 @@ from portal.models import BatchStatus, TopupCard, TopupCardBatch
 from portal.models.base import UTCDateTime
 
 SERIES = "MASS"
-ROUNDS = 2
 
 
 def run(kind: str, *, quick: bool) -> Report:
@@ -42,7 +41,10 @@ def run(kind: str, *, quick: bool) -> Report:
         base = datetime(2031, 1, 1, tzinfo=UTC)
         raws, domains = [], []
         # Alternating rounds, best of each: one slow moment (a checkpoint) does not decide.
-        for day in range(1, 2 * ROUNDS, 2):
+        # PostgreSQL rewrites every row and its 7 index entries (~40 s per 1,000,000 here),
+        # so the full run does one round there to stay inside the 15-minute budget.
+        rounds = 1 if kind == "postgres" and not quick else 2
+        for day in range(1, 2 * rounds, 2):
             raws.append(_time_raw(session, base + timedelta(days=day)))
             vacuum(engine, "topup_cards")
             elapsed, changed = _time_mass_edit(session, operator, base + timedelta(days=day + 1))
@@ -52,10 +54,10 @@ def run(kind: str, *, quick: bool) -> Report:
     app.extensions["engine"].dispose()
     if changed != count:
         raise RuntimeError(f"mass_edit changed {changed} cards, expected {count}")
-    report.figure(f"raw UPDATE of {count:,} rows: {raw:.2f} s (best of {ROUNDS})")
+    report.figure(f"raw UPDATE of {count:,} rows: {raw:.2f} s (best of {len(raws)})")
     report.figure(
         f"mass_edit (scope, visibility, audit row) of {count:,} cards: {domain:.2f} s "
-        f"(best of {ROUNDS})"
+        f"(best of {len(domains)})"
     )
     report.target("mass_edit / raw UPDATE", domain / raw, 1.5, at_least=False)
     return report
