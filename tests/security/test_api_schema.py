@@ -45,7 +45,7 @@ def world(db):
         db,
         account_id=prepaid.id,
         kind=EntryKind.TOPUP,
-        amount_minor=5000,
+        amount_minor=500_000,
         description="Opening",
         idempotency_key="open",
     )
@@ -85,7 +85,7 @@ def test_generated_requests_never_500_and_match_the_schema(app, db, world):
     # generated values are rarely amounts: sometimes put a plausible one in.
     amounts = st.one_of(
         st.none(),
-        st.decimals(min_value=-100, max_value=100, places=2, allow_nan=False).map(str),
+        st.decimals(min_value="0.01", max_value="2.00", places=2).map(str),
     )
     seen: set[int] = set()
 
@@ -100,7 +100,9 @@ def test_generated_requests_never_500_and_match_the_schema(app, db, world):
         if number is not None:
             case.path_parameters["account_number"] = number
         if amount is not None and isinstance(case.body, dict):
-            case.body["amount"] = amount
+            # Generated text is mostly unprintable (refused with 422): make some bodies
+            # plausible so the debit path itself is exercised too.
+            case.body.update(amount=amount, description="Call", idempotency_key=amount)
         response = case.call_and_validate(headers=headers, checks=CHECKS)
         seen.add(response.status_code)
 
