@@ -56,14 +56,21 @@ def redeem():
             client_ip=client_address(),
         )
     except vouchers.RedeemLocked as exc:
-        form.pin.errors = [exc.message]
-        return _page(form, status_for(429), {"Retry-After": str(exc.retry_after)})
+        return _refused(form, exc.message, status_for(429), {"Retry-After": str(exc.retry_after)})
     except PermissionDenied:
         abort(403)
     except DomainError as exc:
-        form.pin.errors = [exc.message]
-        return _page(form, status_for(422))
+        return _refused(form, exc.message, status_for(422))
     return _redeemed(redemption)
+
+
+def _refused(form: RedeemForm, message: str, status: int, headers: dict | None = None):
+    # A PIN that did not work is not written back into the page: it may be a guess at
+    # someone else's card, and pages end up in caches, screenshots and shoulder views.
+    form.pin.data = ""
+    form.pin.raw_data = []
+    form.pin.errors = [message]
+    return _page(form, status, headers)
 
 
 def _redeemed(redemption: vouchers.Redemption):

@@ -93,9 +93,18 @@ def test_secrets_never_reach_the_logs_or_pages(app, db, world, caplog):
     assert db.get(Account, world["account"].id).balance_minor == 2000
 
 
+def test_a_refused_pin_is_not_written_back_into_the_page(app, world):
+    client = app.test_client()
+    sign_in(client, "secret@t.test")
+    for headers in ({}, {"HX-Request": "true"}):
+        page = client.post("/billing/redeem", data={"pin": "9876501234"}, headers=headers)
+        html = page.get_data(as_text=True)
+        assert "9876501234" not in html
+        assert 'name="pin"' in html  # the form is still there, with its message
+
+
 def test_a_redeemed_pin_is_not_shown_again(app, db, world):
-    # A wrong PIN stays in the field on purpose, so its owner can correct a typo; a PIN
-    # that was redeemed is never shown again, in the answer or on any later page.
+    # A PIN that was redeemed is never shown again, in the answer or on any later page.
     client = app.test_client()
     sign_in(client, "secret@t.test")
     page = client.post("/billing/redeem", data={"pin": PIN}, follow_redirects=True)
