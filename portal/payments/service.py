@@ -21,6 +21,7 @@ from portal.domain import DomainError, NotFound, ValidationFailed
 from portal.models import (
     Account,
     AutoRechargeSetting,
+    BillingModel,
     CardRole,
     EntryKind,
     Payment,
@@ -380,7 +381,7 @@ def settle_payment_succeeded(
     payment = _lock_payment(db, payment.id)
     _remember_ids(payment, payment_intent_id, charge_id)
     if payment.status not in (PaymentStatus.SUCCEEDED, PaymentStatus.REFUNDED):
-        ledger.post_entry(
+        posting = ledger.post_entry(
             db,
             account_id=account.id,
             account=account,
@@ -391,10 +392,22 @@ def settle_payment_succeeded(
             reference=payment.stripe_payment_intent_id or "",
             idempotency_key=f"payment:{payment.id}",
         )
+        if not posting.replayed and account.billing_model == BillingModel.POSTPAID:
+            _allocate_to_invoices(db, account, payment)
         payment.status = PaymentStatus.SUCCEEDED
         payment.failure_message = ""
     db.commit()
     return payment
+
+
+def _allocate_to_invoices(db: Session, account: Account, payment: Payment) -> None:
+    # A postpaid customer's card payment pays their oldest open invoices first; the rest
+    # is kept as an unallocated payment for the next invoice (SPEC 5.5).
+    from portal.invoices import allocate_payment
+
+    allocate_payment(
+        db, account=account, amount_minor=payment.amount_minor, source=f"Card payment {payment.id}"
+    )
 
 
 def _credit_description(payment: Payment) -> str:
