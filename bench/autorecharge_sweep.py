@@ -31,6 +31,7 @@ from portal.models import (
 LOW = 100  # accounts below the threshold in both databases
 QUICK_LOW = 20  # quick mode: fewer Stripe round trips (each recharge is ~6 commits + 1 call)
 SMALL = 10_000
+ROUNDS = 2
 THRESHOLD_MINOR, AMOUNT_MINOR, FUNDED_MINOR = 500, 1_000, 10_000
 
 
@@ -40,19 +41,23 @@ def run(kind: str, *, quick: bool) -> Report:
     report = Report(
         f"Auto-recharge sweep: {big:,} vs {SMALL:,} accounts, {low} below threshold", kind
     )
-    timings = {}
+    timings: dict[int, list[float]] = {SMALL: [], big: []}
     with localstripe() as stripe_url:
-        for size in (SMALL, big):
-            elapsed, made, setup = _measure(kind, size, stripe_url, low)
-            if made:
-                report.figure(f"{size:,} accounts generated set-based in {made:.1f} s (cached)")
-            report.figure(
-                f"{size:,} accounts: sweep charged {low} cards in {elapsed:.2f} s "
-                f"({low / elapsed:.0f} recharges/s; Stripe customers and cards set up "
-                f"beforehand in {setup:.1f} s)"
-            )
-            timings[size] = elapsed
-    ratio = timings[big] / timings[SMALL]
+        # Alternating rounds, best of each: a checkpoint or autovacuum of an earlier
+        # benchmark landing in one sweep does not decide the ratio.
+        for _ in range(ROUNDS):
+            for size in (SMALL, big):
+                elapsed, made, setup = _measure(kind, size, stripe_url, low)
+                if made:
+                    report.figure(f"{size:,} accounts generated set-based in {made:.1f} s (cached)")
+                timings[size].append(elapsed)
+    for size in (SMALL, big):
+        best = min(timings[size])
+        report.figure(
+            f"{size:,} accounts: sweep charged {low} cards in {best:.2f} s, best of {ROUNDS} "
+            f"({low / best:.0f} recharges/s; Stripe customers and cards set up beforehand)"
+        )
+    ratio = min(timings[big]) / min(timings[SMALL])
     report.target(f"sweep time {big:,} / {SMALL:,} accounts", ratio, 1.5, at_least=False)
     return report
 
