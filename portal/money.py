@@ -72,48 +72,8 @@ def format_money(minor: int | None, currency: str, locale: str = DEFAULT_LOCALE)
     """Format minor units for display, e.g. 1250 GBP -> '£12.50'."""
     if minor is None:
         return "Unlimited"
-    fast = _fast_formatter(locale, currency)
-    if fast is not None:
-        return fast(minor)
     babel_locale, pattern = _currency_pattern(locale)
     return pattern.apply(to_decimal(minor, currency), babel_locale, currency=currency)
-
-
-@cache
-def _fast_formatter(locale: str, currency: str):
-    """Babel's currency text rebuilt with str.format, or None when it cannot be matched.
-
-    Profiled (bench/): Babel's NumberPattern.apply was ~20% of the balance page (two
-    amounts per history row). The affixes and separators are taken from Babel's own
-    output and checked against Babel on probe values; any difference keeps Babel.
-    """
-    babel_locale, pattern = _currency_pattern(locale)
-    digits = minor_digits(currency)
-
-    def babel_text(minor: int) -> str:
-        return pattern.apply(to_decimal(minor, currency), babel_locale, currency=currency)
-
-    plain = f"{to_decimal(123456789, currency):,.{digits}f}"
-    sample = babel_text(123456789)
-    negative = babel_text(-123456789)
-    for group, decimal in ((",", "."), (".", ","), ("\u202f", ","), ("\u00a0", ","), ("’", ".")):
-        number = plain.replace(",", "\0").replace(".", decimal).replace("\0", group)
-        if number in sample and number in negative:
-            break
-    else:
-        return None
-    pos, neg = sample.split(number), negative.split(number)
-    if len(pos) != 2 or len(neg) != 2:
-        return None
-
-    def fast(minor: int) -> str:
-        text = f"{to_decimal(abs(minor), currency):,.{digits}f}"
-        text = text.replace(",", "\0").replace(".", decimal).replace("\0", group)
-        before, after = neg if minor < 0 else pos
-        return before + text + after
-
-    probes = (0, 1, -1, 7, -99, 100, 1234, -123456, 10**9 + 5, -(10**12) - 1)
-    return fast if all(fast(value) == babel_text(value) for value in probes) else None
 
 
 @cache
