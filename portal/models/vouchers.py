@@ -72,6 +72,11 @@ class TopupCard(Base):
         # and the count of live PINs per length (the guessability check).
         Index("ix_topup_cards_reseller_created", "reseller_id", "created_at", "id"),
         Index("ix_topup_cards_status_pin_length", "status", "pin_length"),
+        # Keyset sorting by Amount, Status and PIN length over a million cards (bench: 0.5-2 s
+        # per page without them, ~0.1 s with them, most of it the total count).
+        Index("ix_topup_cards_amount_id", "amount_minor", "id"),
+        Index("ix_topup_cards_status_id", "status", "id"),
+        Index("ix_topup_cards_pin_length_id", "pin_length", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigID, primary_key=True)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 07:16:34.056525
+Create Date: 2026-11-23 08:44:36.166297
 """
 
 from alembic import op
@@ -585,13 +585,16 @@ def upgrade() -> None:
     sa.UniqueConstraint('serial')
     )
     with op.batch_alter_table('topup_cards', schema=None) as batch_op:
+        batch_op.create_index('ix_topup_cards_amount_id', ['amount_minor', 'id'], unique=False)
         batch_op.create_index(batch_op.f('ix_topup_cards_batch_id'), ['batch_id'], unique=False)
         batch_op.create_index('ix_topup_cards_created', ['created_at', 'id'], unique=False)
         batch_op.create_index('ix_topup_cards_pin_hash', ['pin_hash'], unique=False)
+        batch_op.create_index('ix_topup_cards_pin_length_id', ['pin_length', 'id'], unique=False)
         batch_op.create_index('ix_topup_cards_reseller_created', ['reseller_id', 'created_at', 'id'], unique=False)
         batch_op.create_index('ix_topup_cards_reseller_id', ['reseller_id', 'id'], unique=False)
         batch_op.create_index(batch_op.f('ix_topup_cards_series'), ['series'], unique=False)
         batch_op.create_index('ix_topup_cards_status_expires', ['status', 'expires_at'], unique=False)
+        batch_op.create_index('ix_topup_cards_status_id', ['status', 'id'], unique=False)
         batch_op.create_index('ix_topup_cards_status_pin_length', ['status', 'pin_length'], unique=False)
         batch_op.create_index('uq_topup_cards_live_pin', ['pin_hash'], unique=True, sqlite_where=sa.text("status = 'new'"), postgresql_where=sa.text("status = 'new'"))
 
@@ -603,13 +606,16 @@ def downgrade() -> None:
     with op.batch_alter_table('topup_cards', schema=None) as batch_op:
         batch_op.drop_index('uq_topup_cards_live_pin', sqlite_where=sa.text("status = 'new'"), postgresql_where=sa.text("status = 'new'"))
         batch_op.drop_index('ix_topup_cards_status_pin_length')
+        batch_op.drop_index('ix_topup_cards_status_id')
         batch_op.drop_index('ix_topup_cards_status_expires')
         batch_op.drop_index(batch_op.f('ix_topup_cards_series'))
         batch_op.drop_index('ix_topup_cards_reseller_id')
         batch_op.drop_index('ix_topup_cards_reseller_created')
+        batch_op.drop_index('ix_topup_cards_pin_length_id')
         batch_op.drop_index('ix_topup_cards_pin_hash')
         batch_op.drop_index('ix_topup_cards_created')
         batch_op.drop_index(batch_op.f('ix_topup_cards_batch_id'))
+        batch_op.drop_index('ix_topup_cards_amount_id')
 
     op.drop_table('topup_cards')
     with op.batch_alter_table('auto_recharge_attempts', schema=None) as batch_op:
