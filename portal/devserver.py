@@ -10,6 +10,7 @@ import sys
 import time
 import urllib.request
 
+import click
 from flask import Flask
 
 from portal.config import LOCALSTRIPE_PORT
@@ -127,7 +128,9 @@ def run_dev_stack(app: Flask, port: int) -> None:
         register_webhook(app, stripe_port, port)
         seed_stripe_demo(app)
         _start_scheduler(app)
-        print(f" * Portal on http://127.0.0.1:{port}  (localstripe on 127.0.0.1:{stripe_port})")
+        click.echo(
+            f" * Portal on http://127.0.0.1:{port}  (localstripe on 127.0.0.1:{stripe_port})"
+        )
         # app.run() is a no-op inside the `flask` CLI; serve with werkzeug directly.
         from werkzeug.serving import run_simple
 
