@@ -1,14 +1,17 @@
-"""Monthly billing cycle: review billing details, generate the invoice, send it; allocate payments.
+"""Billing: review billing details, generate the invoice, send it; collect and void.
 
-Prices include tax: an invoice's total is what the balance was debited for the period
-(plan fee, add-ons, plan changes, call usage) and its tax is the share of the total at
-the server's tax rate. Prepaid invoices were paid by the balance as the debits happened;
-postpaid invoices stay open until payments are allocated to them.
+The model (docs/billing.md): plan fees are paid in advance. At the start of each period
+the plan fee of that period is debited (plans.charge_period_fee) and the invoice of the
+period is issued: the fee of the period that starts, plus every billed debit since the
+previous invoice (call usage, add-ons, plan-change prorations of the ended period). Every
+line is a ledger debit that already happened, and each debit lies in exactly one
+invoice's window, so nothing is billed twice. Prices include tax: the invoice shows the
+tax share of its total. Prepaid invoices were paid by the balance as the debits happened;
+postpaid invoices stay open (due after the net days) until payments are allocated to them.
 """
 
 from __future__ import annotations
 
-import calendar
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -19,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from portal import ledger
-from portal.domain import NotFound
+from portal.domain import NotFound, ValidationFailed
 from portal.models import (
     Account,
     BillingModel,
@@ -37,23 +40,23 @@ from portal.models import (
 )
 from portal.money import format_money
 from portal.notifications import notify
+from portal.plans import (
+    BillingPeriod,
+    billing_period,
+    charge_period_fee,
+    fee_key,
+    period_fee_minor,
+)
 from portal.settings import get_setting
 
 # Debits of these kinds are billed services; top-ups, transfers and payments are not.
 BILLED_KINDS = (EntryKind.USAGE, EntryKind.ADDON, EntryKind.PLAN_CHANGE)
+# A subscription left without a billing run for longer catches up at most this many periods.
+MAX_CATCH_UP = 24
+# Invoices that still expect money.
+UNPAID = (InvoiceStatus.OPEN, InvoiceStatus.OVERDUE)
 
-
-@dataclass(frozen=True)
-class Period:
-    start: date
-    end: date  # exclusive: the next period's start
-
-    @property
-    def last_day(self) -> date:
-        return self.end - timedelta(days=1)
-
-    def bounds(self) -> tuple[datetime, datetime]:
-        return _midnight(self.start), _midnight(self.end)
+Period = BillingPeriod
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,7 @@ class Draft:
     period: Period
     lines: list[Line] = field(default_factory=list)
     tax_rate_bp: int = 0
+    due_now: bool = False  # the period has started and its invoice is not generated yet
 
     @property
     def total_minor(self) -> int:
@@ -99,32 +103,15 @@ def _midnight(day: date) -> datetime:
     return datetime.combine(day, time.min, tzinfo=UTC)
 
 
-def _anchor_date(year: int, month: int, anchor_day: int) -> date:
-    # The anchor is clamped to the month's last day (31 -> 28 Feb).
-    return date(year, month, min(anchor_day, calendar.monthrange(year, month)[1]))
-
-
-def _shift_month(year: int, month: int, delta: int) -> tuple[int, int]:
-    index = year * 12 + (month - 1) + delta
-    return index // 12, index % 12 + 1
-
-
 def period_containing(anchor_day: int, day: date) -> Period:
     """The monthly billing period that contains `day` (SPEC 11 anchor rule)."""
-    year, month = day.year, day.month
-    if _anchor_date(year, month, anchor_day) > day:
-        year, month = _shift_month(year, month, -1)
-    start = _anchor_date(year, month, anchor_day)
-    return Period(start, _anchor_date(*_shift_month(year, month, 1), anchor_day))
+    return billing_period(anchor_day, day)
 
 
 def included_tax(total_minor: int, rate_bp: int) -> int:
     """The tax share of a tax-inclusive total (ROUND_HALF_EVEN)."""
     share = Decimal(total_minor) * rate_bp / (10000 + rate_bp)
     return int(share.quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
-
-
-# --- Review billing details ------------------------------------------------------------------
 
 
 def _subscription(db: Session, account_id: int) -> Subscription | None:
@@ -136,22 +123,52 @@ def _subscription(db: Session, account_id: int) -> Subscription | None:
     )
 
 
+def _last_invoice(db: Session, account_id: int, before: date | None = None) -> Invoice | None:
+    stmt = select(Invoice).where(Invoice.account_id == account_id)
+    if before is not None:
+        stmt = stmt.where(Invoice.period_start < before)
+    return db.scalar(stmt.order_by(Invoice.period_start.desc(), Invoice.id.desc()).limit(1))
+
+
+def periods_due(db: Session, subscription: Subscription, now: datetime) -> list[Period]:
+    """Periods that have started and have no invoice yet, oldest first (at most MAX_CATCH_UP)."""
+    current = billing_period(subscription.anchor_day, now.date())
+    last = _last_invoice(db, subscription.account_id)
+    if last is not None:
+        period = billing_period(subscription.anchor_day, last.period_end + timedelta(days=1))
+    else:
+        period = billing_period(subscription.anchor_day, subscription.started_on)
+    due = []
+    while period.start <= current.start and len(due) < MAX_CATCH_UP:
+        due.append(period)
+        period = billing_period(subscription.anchor_day, period.end)
+    return due
+
+
+# --- Review billing details ------------------------------------------------------------------
+
+
+def _window(db: Session, account_id: int, period: Period) -> tuple[datetime | None, datetime]:
+    """The debits an invoice for `period` lists: since the previous invoice's period start."""
+    previous = _last_invoice(db, account_id, before=period.start)
+    start = _midnight(previous.period_start) if previous is not None else None
+    return start, _midnight(period.start)
+
+
 def _service_lines(db: Session, account_id: int, period: Period) -> list[Line]:
-    start, end = period.bounds()
-    in_period = (
-        LedgerEntry.account_id == account_id,
-        LedgerEntry.created_at >= start,
-        LedgerEntry.created_at < end,
-    )
+    start, end = _window(db, account_id, period)
+    in_window = [LedgerEntry.account_id == account_id, LedgerEntry.created_at < end]
+    if start is not None:
+        in_window.append(LedgerEntry.created_at >= start)
     usage_total, usage_count = db.execute(
         select(func.coalesce(func.sum(LedgerEntry.amount_minor), 0), func.count()).where(
-            *in_period, LedgerEntry.kind == EntryKind.USAGE
+            *in_window, LedgerEntry.kind == EntryKind.USAGE
         )
     ).one()
     others = db.scalars(
         select(LedgerEntry)
-        .where(*in_period, LedgerEntry.kind.in_(BILLED_KINDS[1:]), LedgerEntry.amount_minor < 0)
-        .order_by(LedgerEntry.id)
+        .where(*in_window, LedgerEntry.kind.in_(BILLED_KINDS[1:]), LedgerEntry.amount_minor < 0)
+        .order_by(LedgerEntry.created_at, LedgerEntry.id)
     ).all()
     lines = [Line(str(e.kind), e.description, -e.amount_minor) for e in others]
     if usage_count:
@@ -159,20 +176,34 @@ def _service_lines(db: Session, account_id: int, period: Period) -> list[Line]:
     return lines
 
 
-def _plan_fee_line(subscription: Subscription, period: Period) -> Line:
-    plan = subscription.plan
+def _fee_line(db: Session, account: Account, subscription: Subscription, period: Period) -> Line:
+    """The period's plan fee: as debited, or (before the debit) as it would be debited now."""
+    entry = ledger.find_entry(db, account.id, fee_key(period))
+    if entry is not None:
+        return Line("plan_fee", entry.description, -entry.amount_minor)
+    amount = period_fee_minor(subscription, subscription.plan.price_minor, period)
     dates = f"{period.start:%d %b %Y} to {period.last_day:%d %b %Y}"
-    return Line("plan_fee", f"{plan.name} plan, {dates}", plan.price_minor)
+    return Line("plan_fee", f"{subscription.plan.name} plan, {dates} (in advance)", amount)
+
+
+def _draft(db: Session, account: Account, subscription: Subscription, period: Period) -> Draft:
+    lines = [_fee_line(db, account, subscription, period), *_service_lines(db, account.id, period)]
+    return Draft(account, period, lines, _tax_rate(db))
 
 
 def review_billing_details(db: Session, *, account: Account, now: datetime | None = None) -> Draft:
-    """Preview of the coming invoice: plan fee, add-ons and usage of the period so far."""
+    """The coming invoice: the one due now if not generated yet, else the next period's so far."""
+    now = now or utcnow()
     subscription = _subscription(db, account.id)
     if subscription is None:
         raise NotFound("There is no active subscription to bill.")
-    period = period_containing(subscription.anchor_day, (now or utcnow()).date())
-    lines = [_plan_fee_line(subscription, period), *_service_lines(db, account.id, period)]
-    return Draft(account, period, lines, _tax_rate(db))
+    due = periods_due(db, subscription, now)
+    if due:
+        draft = _draft(db, account, subscription, due[0])
+        draft.due_now = True
+        return draft
+    current = billing_period(subscription.anchor_day, now.date())
+    return _draft(db, account, subscription, billing_period(subscription.anchor_day, current.end))
 
 
 def _tax_rate(db: Session) -> int:
@@ -180,80 +211,62 @@ def _tax_rate(db: Session) -> int:
     return int(raw) if raw.isdigit() and int(raw) <= 10000 else 0
 
 
+def _net_days(db: Session) -> int:
+    raw = get_setting(db, "invoice_net_days")
+    return int(raw) if raw.isdigit() and int(raw) <= 365 else 14
+
+
 # --- Generate and send ------------------------------------------------------------------------
 
 
-def due_period(subscription: Subscription, now: datetime) -> Period | None:
-    """The last period that ended, if the subscription existed during it."""
-    current = period_containing(subscription.anchor_day, now.date())
-    previous = period_containing(subscription.anchor_day, current.start - timedelta(days=1))
-    return previous if previous.end > subscription.started_on else None
-
-
 def generate_due_invoices(db: Session, *, now: datetime | None = None) -> list[Invoice]:
-    """Generate and send every invoice whose period ended (one per account and period)."""
+    """Generate and send every invoice whose period has started (one per account and period)."""
     now = now or utcnow()
-    made = []
-    subscriptions = db.scalars(
-        select(Subscription)
+    account_ids = db.scalars(
+        select(Subscription.account_id)
         .where(Subscription.status == SubscriptionStatus.ACTIVE)
         .order_by(Subscription.account_id)
     ).all()
-    for subscription in subscriptions:
-        period = due_period(subscription, now)
-        if period is None or _invoice_for(db, subscription.account_id, period) is not None:
-            continue
-        invoice = generate_invoice(db, account_id=subscription.account_id, period=period, now=now)
-        if invoice is not None:
-            made.append(invoice)
+    db.rollback()
+    made = []
+    for account_id in account_ids:
+        made += generate_for_account(db, account_id=account_id, now=now)
     return made
 
 
-def _invoice_for(db: Session, account_id: int, period: Period) -> Invoice | None:
-    return db.scalar(
-        select(Invoice).where(
-            Invoice.account_id == account_id, Invoice.period_start == period.start
-        )
-    )
+def generate_for_account(
+    db: Session, *, account_id: int, now: datetime | None = None, send: bool = True
+) -> list[Invoice]:
+    """Generate the account's due invoices, oldest period first, each once; commits each.
 
-
-def generate_invoice(
-    db: Session, *, account_id: int, period: Period, now: datetime | None = None
-) -> Invoice | None:
-    """Generate, settle and send one period's invoice, once; commits. None if it exists."""
+    Returns the invoices made by this call: an empty list when they exist already (a second
+    runner waits on the account lock, then finds them).
+    """
     now = now or utcnow()
+    made = []
+    for _ in range(MAX_CATCH_UP):
+        invoice = _generate_next(db, account_id=account_id, now=now, send=send)
+        if invoice is None:
+            break
+        made.append(invoice)
+    return made
+
+
+def _generate_next(db: Session, *, account_id: int, now: datetime, send: bool) -> Invoice | None:
     account = ledger.lock_account(db, account_id)  # a second runner waits here, then skips
     subscription = _subscription(db, account_id)
-    if subscription is None or _invoice_for(db, account_id, period) is not None:
+    due = periods_due(db, subscription, now) if subscription is not None else []
+    if not due:
         db.rollback()
         return None
-    draft = Draft(account, period, [], _tax_rate(db))
-    draft.lines = [_charge_plan_fee(db, account, subscription, period)]
-    draft.lines += _service_lines(db, account_id, period)
-    invoice = _store(db, draft, now)
+    period = due[0]
+    charge_period_fee(db, account=account, subscription=subscription, period=period, at=now)
+    invoice = _store(db, _draft(db, account, subscription, period), now)
     _settle(db, account, invoice, now)
-    send_invoice(db, invoice=invoice, account=account, now=now)
+    if send:
+        send_invoice(db, invoice=invoice, account=account, now=now)
     db.commit()
     return invoice
-
-
-def _charge_plan_fee(
-    db: Session, account: Account, subscription: Subscription, period: Period
-) -> Line:
-    line = _plan_fee_line(subscription, period)
-    if line.amount_minor:
-        # The key makes the fee of a period a single debit, however often this runs.
-        ledger.post_entry(
-            db,
-            account_id=account.id,
-            account=account,
-            kind=EntryKind.PLAN_FEE,
-            amount_minor=-line.amount_minor,
-            description=line.description,
-            idempotency_key=f"plan-fee:{period.start.isoformat()}",
-            reference=f"period {period.start.isoformat()}",
-        )
-    return line
 
 
 def _next_number(db: Session, reseller_id: int) -> int:
@@ -278,6 +291,7 @@ def _next_number(db: Session, reseller_id: int) -> int:
 
 def _store(db: Session, draft: Draft, now: datetime) -> Invoice:
     account = draft.account
+    postpaid = account.billing_model == BillingModel.POSTPAID
     invoice = Invoice(
         reseller_id=account.reseller_id,
         account_id=account.id,
@@ -292,6 +306,7 @@ def _store(db: Session, draft: Draft, now: datetime) -> Invoice:
         paid_minor=0,
         status=InvoiceStatus.OPEN,
         issued_at=now,
+        due_on=now.date() + timedelta(days=_net_days(db)) if postpaid else now.date(),
     )
     invoice.lines = [
         InvoiceLine(
@@ -317,17 +332,28 @@ def _settle(db: Session, account: Account, invoice: Invoice, now: datetime) -> N
         invoice.status = InvoiceStatus.PAID
 
 
-def send_invoice(db: Session, *, invoice: Invoice, account: Account, now: datetime) -> None:
+def send_invoice(
+    db: Session, *, invoice: Invoice, account: Account, now: datetime, resend: bool = False
+) -> None:
     """Email the invoice with a link (through the outbox) and mark it sent."""
+    if invoice.status == InvoiceStatus.VOID:
+        raise ValidationFailed("A void invoice cannot be sent.")
     base = current_app.config.get("PUBLIC_URL", "") if has_app_context() else ""
     total = format_money(invoice.total_minor, invoice.currency)
+    due = invoice.total_minor - invoice.paid_minor
+    owed = (
+        f"Amount due: {format_money(due, invoice.currency)} by {invoice.due_on:%d %b %Y}."
+        if due > 0
+        else "Nothing is due: it has been paid."
+    )
     subject = f"Invoice {invoice_number(invoice)}: {total}"
     body = (
         f"Hello {account.name},\n\nYour invoice {invoice_number(invoice)} for "
-        f"{invoice.period_start:%d %b %Y} to {invoice.period_end:%d %b %Y} is ready: {total} "
-        f"({invoice.status.value}).\n\nView or print it: {base}/billing/invoices/{invoice.id}\n"
+        f"{invoice.period_start:%d %b %Y} to {invoice.period_end:%d %b %Y} is ready: {total}.\n"
+        f"{owed}\n\nView, print or pay it: {base}/billing/invoices/{invoice.id}\n"
     )
-    notify(db, account=account, subject=subject, body=body, dedupe_key=f"invoice:{invoice.id}")
+    key = f"invoice:{invoice.id}" + (f":resend:{now.isoformat()}" if resend else "")
+    notify(db, account=account, subject=subject, body=body, dedupe_key=key)
     invoice.sent_at = now
 
 
@@ -405,7 +431,7 @@ def _open_invoices(db: Session, account_id: int) -> list[Invoice]:
     return list(
         db.scalars(
             select(Invoice)
-            .where(Invoice.account_id == account_id, Invoice.status == InvoiceStatus.OPEN)
+            .where(Invoice.account_id == account_id, Invoice.status.in_(UNPAID))
             .order_by(Invoice.period_start, Invoice.id)
             .with_for_update()
         )

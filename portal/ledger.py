@@ -107,11 +107,13 @@ def post_entry(
     actor_user_id: int | None = None,
     require_funds: bool = False,
     account: Account | None = None,
+    at: datetime | None = None,
 ) -> Posting:
     """Post one signed amount to an account. The caller commits.
 
     With require_funds, a debit is refused when available funds would go below zero.
-    Pass `account` only when the caller already holds its lock.
+    Pass `account` only when the caller already holds its lock; `at` is the entry's time
+    when the caller acts for a given moment (a billing run), else now.
     """
     if not isinstance(amount_minor, int) or isinstance(amount_minor, bool):
         raise TypeError("amount_minor must be an int")
@@ -137,7 +139,7 @@ def post_entry(
         reference=reference[:120],
         actor_user_id=actor_user_id,
         idempotency_key=idempotency_key,
-        created_at=utcnow(),
+        created_at=at or utcnow(),
     )
     db.add(entry)
     db.flush()
@@ -175,6 +177,7 @@ def grant_reserve(
     source: str,
     expires_at: datetime,
     idempotency_key: str,
+    at: datetime | None = None,
 ) -> ReserveGrant:
     """Grant reserve credit (the caller holds the account lock and commits)."""
     existing = db.scalar(
@@ -191,7 +194,7 @@ def grant_reserve(
         remaining_minor=amount_minor,
         currency=account.currency,
         source=source[:200],
-        granted_at=utcnow(),
+        granted_at=at or utcnow(),
         expires_at=expires_at,
         idempotency_key=idempotency_key,
     )

@@ -21,6 +21,7 @@ from portal.models import (
     AddOn,
     EntryKind,
     GrantStatus,
+    LedgerEntry,
     LicenseUsage,
     Plan,
     ReserveGrant,
@@ -99,6 +100,52 @@ def divide_half_even(numerator: int, denominator: int) -> int:
 def prorate(amount_minor: int, days_left: int, days_in_period: int) -> int:
     """amount x days_left / days_in_period, rounded half-even to the minor unit."""
     return divide_half_even(amount_minor * days_left, days_in_period)
+
+
+def fee_key(period: BillingPeriod) -> str:
+    """The idempotency key of a period's plan fee: one fee per period, however often asked."""
+    return f"plan-fee:{period.start.isoformat()}"
+
+
+def period_fee_minor(subscription: Subscription, price_minor: int, period: BillingPeriod) -> int:
+    """The fee of a period: the monthly price, prorated when the subscription starts inside it."""
+    if subscription.started_on <= period.start:
+        return price_minor
+    return prorate(price_minor, period.days_left(subscription.started_on), period.days)
+
+
+def charge_period_fee(
+    db: Session,
+    *,
+    account: Account,
+    subscription: Subscription,
+    period: BillingPeriod,
+    at: datetime | None = None,
+) -> LedgerEntry | None:
+    """Debit the plan fee of `period` in advance, at the plan in force now, exactly once.
+
+    Called at the period start (by the billing run) and before any plan change (so a
+    change made before the run is prorated against the fee actually taken). Always posts
+    an entry, even of 0, so the fee of the period is settled once and for all. None when
+    the subscription had not started by the end of the period. The caller holds the
+    account lock and commits.
+    """
+    existing = ledger.find_entry(db, account.id, fee_key(period))
+    if existing is not None or period.end <= subscription.started_on:
+        return existing
+    plan = subscription.plan
+    dates = f"{period.start:%d %b %Y} to {period.last_day:%d %b %Y}"
+    return ledger.post_entry(
+        db,
+        account_id=account.id,
+        account=account,
+        kind=EntryKind.PLAN_FEE,
+        amount_minor=-period_fee_minor(subscription, plan.price_minor, period),
+        description=f"{plan.name} plan, {dates} (in advance)",
+        idempotency_key=fee_key(period),
+        reference=f"period {period.start.isoformat()}",
+        at=at,
+    ).entry
 
 
 def add_one_month(moment: datetime) -> datetime:
@@ -315,20 +362,29 @@ def change_plan(
     plan_id: int,
     actor_user_id: int | None,
     idempotency_key: str,
-    today: date | None = None,
+    now: datetime | None = None,
 ) -> PlanChangeResult:
-    """Switch the plan now: charge an upgrade, grant reserve credit for a downgrade. Commits."""
+    """Switch the plan now: charge an upgrade, grant reserve credit for a downgrade. Commits.
+
+    The period's fee is taken first (at the old plan) if the billing run has not taken it
+    yet, so the change is prorated against what was actually paid for the period.
+    """
+    now = now or utcnow()
     try:
         locked = ledger.lock_account(db, account.id)
         if _replayed_change(db, locked, idempotency_key):
             db.rollback()
             raise PlanChangeRefused("This plan change has already been made.")
-        preview = preview_plan_change(db, account=locked, plan_id=plan_id, today=today)
+        preview = preview_plan_change(db, account=locked, plan_id=plan_id, today=now.date())
         if preview.violations:
             raise PlanChangeRefused(" ".join(v.message for v in preview.violations))
-        grant = _settle_change(db, locked, preview, actor_user_id, idempotency_key)
+        subscription = get_subscription(db, locked)
+        charge_period_fee(
+            db, account=locked, subscription=subscription, period=preview.period, at=now
+        )
+        grant = _settle_change(db, locked, preview, actor_user_id, idempotency_key, now)
         # Assign the relationship (not just the id) so this session sees the new limits at once.
-        get_subscription(db, locked).plan = preview.new_plan
+        subscription.plan = preview.new_plan
         db.commit()
     except DomainError:
         db.rollback()
@@ -336,7 +392,9 @@ def change_plan(
     return PlanChangeResult(preview, grant)
 
 
-def _settle_change(db, account, preview, actor_user_id, idempotency_key) -> ReserveGrant | None:
+def _settle_change(
+    db, account, preview, actor_user_id, idempotency_key, now
+) -> ReserveGrant | None:
     change = f"{preview.current_plan.name} -> {preview.new_plan.name}"
     if preview.charge_minor:
         try:
@@ -350,6 +408,7 @@ def _settle_change(db, account, preview, actor_user_id, idempotency_key) -> Rese
                 idempotency_key=idempotency_key,
                 actor_user_id=actor_user_id,
                 require_funds=True,
+                at=now,
             )
         except ledger.InsufficientFunds as exc:
             raise PlanChangeRefused(
@@ -359,17 +418,15 @@ def _settle_change(db, account, preview, actor_user_id, idempotency_key) -> Rese
             ) from exc
     if not preview.reserve_minor:
         return None
-    grant = ledger.grant_reserve(
+    return ledger.grant_reserve(
         db,
         account=account,
         amount_minor=preview.reserve_minor,
         source=f"downgrade {change}",
-        expires_at=add_one_month(utcnow()),
+        expires_at=add_one_month(now),
         idempotency_key=idempotency_key,
+        at=now,
     )
-    # Exactly one calendar month after the recorded grant time (the ledger stamps granted_at).
-    grant.expires_at = add_one_month(grant.granted_at)
-    return grant
 
 
 # --- Add-ons ---------------------------------------------------------------------------

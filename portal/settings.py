@@ -7,7 +7,12 @@ from sqlalchemy.orm import Session
 
 from portal.models import ServerSetting
 
-DEFAULTS = {"default_currency": "GBP", "tax_rate_bp": "2000"}
+DEFAULTS = {
+    "default_currency": "GBP",
+    "tax_rate_bp": "2000",
+    "invoice_net_days": "14",
+    "invoice_reminder_days": "1, 7, 14",
+}
 
 
 def get_setting(db: Session, key: str) -> str:

@@ -15,6 +15,7 @@ from portal.models.catalog import (
 from portal.models.invoicing import (
     CreditChangeKind,
     CreditLimitChange,
+    CreditNote,
     Invoice,
     InvoiceCounter,
     InvoiceLine,

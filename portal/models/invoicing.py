@@ -14,8 +14,9 @@ from portal.models.base import BigID, Minor, UTCDateTime, str_enum, utcnow
 
 class InvoiceStatus(enum.StrEnum):
     OPEN = "open"
+    OVERDUE = "overdue"  # open and past its due date (set by the collection job)
     PAID = "paid"
-    VOID = "void"
+    VOID = "void"  # cancelled by a credit note
 
 
 class Invoice(Base):
@@ -40,6 +41,8 @@ class Invoice(Base):
     status: Mapped[InvoiceStatus] = mapped_column(str_enum(InvoiceStatus))
     issued_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    due_on: Mapped[date | None] = mapped_column(Date)
+    reminders_sent: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     lines: Mapped[list[InvoiceLine]] = relationship(order_by="InvoiceLine.id")
 
@@ -62,6 +65,25 @@ class InvoiceCounter(Base):
 
     reseller_id: Mapped[int] = mapped_column(ForeignKey("resellers.id"), primary_key=True)
     last_number: Mapped[int] = mapped_column(Integer, default=0)
+    last_credit_note: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class CreditNote(Base):
+    """Voids one invoice; numbered gap-free per reseller like invoices. Immutable."""
+
+    __tablename__ = "credit_notes"
+    __table_args__ = (UniqueConstraint("reseller_id", "number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    reseller_id: Mapped[int] = mapped_column(ForeignKey("resellers.id"))
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id"), unique=True)
+    number: Mapped[int] = mapped_column(Integer)
+    amount_minor: Mapped[int] = mapped_column(Minor)
+    currency: Mapped[str] = mapped_column(String(3))
+    reason: Mapped[str] = mapped_column(String(300))
+    actor_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class UnallocatedPayment(Base):

@@ -25,6 +25,7 @@ class EntryKind(enum.StrEnum):
     ADJUSTMENT = "adjustment"
     REFUND = "refund"
     PLAN_FEE = "plan_fee"
+    CREDIT_NOTE = "credit_note"
 
 
 class LedgerEntry(Base):

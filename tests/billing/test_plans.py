@@ -119,6 +119,7 @@ def test_reserve_expires_one_calendar_month_after_grant(granted, expires):
 # --- Domain: preview and change -----------------------------------------------------------------
 
 TODAY = date(2025, 6, 19)  # anchor 1: 12 of 30 days left
+NOW = datetime(2025, 6, 19, 12, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -158,11 +159,14 @@ def test_upgrade_charges_prorated_difference_to_balance(app, db, alice):
         plan_id=catalogue["Complete"].id,
         actor_user_id=alice["user"].id,
         idempotency_key="plan:1",
-        today=TODAY,
+        now=NOW,
     )
     assert result.preview.charge_minor == 1400  # (45 - 10) x 12/30
     db.expire_all()
-    assert db.get(Account, account.id).balance_minor == 5000 - 1400
+    # The period's fee had not been taken yet: it is, at the old plan, before the upgrade.
+    fee = db.scalar(select(LedgerEntry).where(LedgerEntry.kind == EntryKind.PLAN_FEE))
+    assert fee.amount_minor == -1000 and fee.idempotency_key == "plan-fee:2025-06-01"
+    assert db.get(Account, account.id).balance_minor == 5000 - 1000 - 1400
     entry = db.scalar(select(LedgerEntry).where(LedgerEntry.kind == EntryKind.PLAN_CHANGE))
     assert entry.amount_minor == -1400 and "12 of 30 days left" in entry.description
     assert db.get(Subscription, sub.id).plan_id == catalogue["Complete"].id
@@ -177,7 +181,7 @@ def test_downgrade_grants_reserve_credit_not_cash(app, db, alice):
         plan_id=catalogue["Professional"].id,
         actor_user_id=alice["user"].id,
         idempotency_key="plan:2",
-        today=TODAY,
+        now=NOW,
     )
     db.expire_all()
     grant = db.scalar(select(ReserveGrant))
@@ -185,8 +189,9 @@ def test_downgrade_grants_reserve_credit_not_cash(app, db, alice):
     assert (grant.amount_minor, grant.remaining_minor) == (800, 800)
     assert grant.source == "downgrade Complete -> Professional"
     assert grant.expires_at == plans.add_one_month(grant.granted_at)
-    assert db.get(Account, account.id).balance_minor == 5000  # no cash
-    assert db.scalar(select(func.count(LedgerEntry.id))) == 1  # only the funding entry
+    assert db.get(Account, account.id).balance_minor == 5000 - 4500  # no cash, only the fee
+    kinds = db.scalars(select(LedgerEntry.kind).order_by(LedgerEntry.id)).all()
+    assert kinds == [EntryKind.TOPUP, EntryKind.PLAN_FEE]  # funding, the period's fee
     # the new, lower limits apply at once
     rows = {row.service: row for row in plans.license_rows(db, account)}
     assert rows["extensions"].limit == 10
@@ -204,7 +209,7 @@ def test_downgrade_refused_while_usage_exceeds_new_limit(app, db, alice):
             plan_id=catalogue["Professional"].id,
             actor_user_id=None,
             idempotency_key="plan:3",
-            today=TODAY,
+            now=NOW,
         )
     assert refused.value.message == "You use 12 Extensions; Professional allows 10."
     db.expire_all()
@@ -289,8 +294,11 @@ def test_confirming_without_htmx_redirects_with_a_message(client, db, alice):
 def test_upgrade_refused_without_funds_changes_nothing(client, db, alice):
     account = alice["account"]
     sub = db.scalar(select(Subscription).where(Subscription.account_id == account.id))
-    sub.plan_id = alice["plans"]["Starter"].id
-    fund(db, account, -4990, key="spend")  # leaves £0.10
+    sub.plan = alice["plans"]["Starter"]
+    # The billing run took this period's fee (£10.00) in advance; then £39.90 was spent.
+    period = plans.billing_period(1, utcnow().date())
+    plans.charge_period_fee(db, account=account, subscription=sub, period=period)
+    fund(db, account, -3990, key="spend")  # leaves £0.10
     db.commit()
     _signed_in(client, alice)
     answer = client.post(

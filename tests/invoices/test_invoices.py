@@ -27,7 +27,8 @@ from portal.models import (
 )
 from tests.builders import login, make_account, make_reseller, make_user
 
-MARCH_16 = datetime(2030, 3, 16, 2, 0, tzinfo=UTC)  # the Feb 15 - Mar 14 period has ended
+FEB_15 = datetime(2030, 2, 15, 1, 0, tzinfo=UTC)  # the first period (15 Feb - 14 Mar) starts
+MARCH_16 = datetime(2030, 3, 16, 2, 0, tzinfo=UTC)  # the second period (15 Mar - 14 Apr) started
 APRIL_16 = datetime(2030, 4, 16, 2, 0, tzinfo=UTC)
 
 
@@ -69,7 +70,7 @@ def subscribed(db, reseller, *, model=BillingModel.POSTPAID, price=4500, **field
     )
     db.add(
         Subscription(
-            account_id=account.id, plan_id=plan.id, anchor_day=15, started_on=date(2030, 1, 15)
+            account_id=account.id, plan_id=plan.id, anchor_day=15, started_on=date(2030, 2, 15)
         )
     )
     db.flush()
@@ -103,25 +104,33 @@ def test_postpaid_invoice_generated_once_with_lines_and_email(app, db):
     usage(db, account, 200, datetime(2030, 3, 14, 23, tzinfo=UTC), "u2")
     usage(db, account, 999, datetime(2030, 3, 15, 0, 1, tzinfo=UTC), "u3")  # next period
     db.commit()
+    assert run_cycle(app, FEB_15) == 1  # the first period's fee, in advance; no usage yet
     assert run_cycle(app, MARCH_16) == 1
     assert run_cycle(app, MARCH_16) == 0
     fresh(db)
-    invoice = db.scalar(select(Invoice))
-    assert (invoice.period_start, invoice.period_end) == (date(2030, 2, 15), date(2030, 3, 14))
-    assert invoice.number == 1 and invoice.status == InvoiceStatus.OPEN
+    first, invoice = db.scalars(select(Invoice).order_by(Invoice.number)).all()
+    assert [(line.kind, line.amount_minor) for line in first.lines] == [("plan_fee", 4500)]
+    # The invoice issued on 16 Mar bills the period that starts (15 Mar - 14 Apr) in advance
+    # and the usage of the period that ended in arrears; the 15 Mar call waits for the next.
+    assert (invoice.period_start, invoice.period_end) == (date(2030, 3, 15), date(2030, 4, 14))
+    assert invoice.number == 2 and invoice.status == InvoiceStatus.OPEN
     assert [(line.kind, line.amount_minor, line.quantity) for line in invoice.lines] == [
         ("plan_fee", 4500, 1),
         ("usage", 500, 2),
     ]
     assert invoice.total_minor == 5000
     assert (invoice.tax_rate_bp, invoice.tax_minor, invoice.subtotal_minor) == (2000, 833, 4167)
-    # The plan fee was debited once; the balance now owes usage + fee.
-    assert db.get(Account, account.id).balance_minor == -(300 + 200 + 999 + 4500)
+    assert invoice.due_on == date(2030, 3, 30)  # 14 net days after it was issued
+    # One fee per period; the balance owes usage + two fees.
+    assert db.get(Account, account.id).balance_minor == -(300 + 200 + 999 + 2 * 4500)
     fees = db.scalar(
         select(func.count()).select_from(LedgerEntry).where(LedgerEntry.kind == EntryKind.PLAN_FEE)
     )
-    assert fees == 1
-    mail = db.scalar(select(OutboxEmail).where(OutboxEmail.account_id == account.id))
+    assert fees == 2
+    mail = db.scalar(
+        select(OutboxEmail).where(OutboxEmail.dedupe_key == f"invoice:{invoice.id}")
+    )
+    assert "INV-" in mail.subject and "Amount due: £50.00 by 30 Mar 2030" in mail.body
     assert "INV-" in mail.subject and f"/billing/invoices/{invoice.id}" in mail.body
     assert invoice.sent_at is not None
 
@@ -130,8 +139,8 @@ def test_numbers_are_gap_free_per_reseller(app, db):
     acme, beta = make_reseller(db), make_reseller(db)
     a1, a2, b1 = subscribed(db, acme), subscribed(db, acme), subscribed(db, beta)
     db.commit()
+    run_cycle(app, FEB_15)
     run_cycle(app, MARCH_16)
-    run_cycle(app, APRIL_16)
     fresh(db)
     numbers = {
         (inv.account_id, inv.period_start.month): inv.number for inv in db.scalars(select(Invoice))
@@ -152,27 +161,31 @@ def test_prepaid_invoice_records_what_the_balance_paid(app, db):
     ).entry.created_at = datetime(2030, 2, 16, tzinfo=UTC)
     usage(db, account, 700, datetime(2030, 2, 20, tzinfo=UTC), "u1")
     db.commit()
+    run_cycle(app, FEB_15)
     run_cycle(app, MARCH_16)
     fresh(db)
-    invoice = db.scalar(select(Invoice))
+    invoice = db.scalar(select(Invoice).where(Invoice.number == 2))
     assert invoice.status == InvoiceStatus.PAID
     assert invoice.paid_minor == invoice.total_minor == 5200
-    allocation = db.scalar(select(PaymentAllocation))
+    assert invoice.due_on == MARCH_16.date()  # nothing is owed later: the balance paid it
+    allocation = db.scalar(
+        select(PaymentAllocation).where(PaymentAllocation.invoice_id == invoice.id)
+    )
     assert allocation.amount_minor == 5200 and "prepaid balance" in allocation.source
-    assert db.get(Account, account.id).balance_minor == 10000 - 700 - 4500
+    assert db.get(Account, account.id).balance_minor == 10000 - 700 - 2 * 4500
 
 
 def test_payments_go_to_the_oldest_open_invoices_and_leftovers_to_the_next(app, db):
     account = subscribed(db, make_reseller(db))
     usage(db, account, 500, datetime(2030, 2, 20, tzinfo=UTC), "u1")
     db.commit()
+    run_cycle(app, FEB_15)  # 4500
     run_cycle(app, MARCH_16)  # 5000
-    run_cycle(app, APRIL_16)  # 4500
     with app.app_context():
         session = portal_db.new_session()
         acct = session.get(Account, account.id)
         first = invoices.allocate_payment(session, account=acct, amount_minor=6000, source="Card")
-        assert [part for _inv, part in first.allocated] == [5000, 1000]
+        assert [part for _inv, part in first.allocated] == [4500, 1500]
         second = invoices.allocate_payment(session, account=acct, amount_minor=6000, source="Bank")
         assert [part for _inv, part in second.allocated] == [3500]
         assert second.unallocated_minor == 2500
@@ -185,7 +198,7 @@ def test_payments_go_to_the_oldest_open_invoices_and_leftovers_to_the_next(app, 
         2: InvoiceStatus.PAID,
     }
     # The next invoice (4500) takes the 2500 leftover automatically.
-    run_cycle(app, datetime(2030, 5, 16, tzinfo=UTC))
+    run_cycle(app, APRIL_16)
     fresh(db)
     third = db.scalar(select(Invoice).where(Invoice.number == 3))
     assert third.paid_minor == 2500 and third.status == InvoiceStatus.OPEN
@@ -214,7 +227,7 @@ def test_manual_payment_by_the_admin_is_allocated(app, db):
     account = subscribed(db, make_reseller(db))
     admin = make_user(db, role=Role.RESELLER_ADMIN)
     db.commit()
-    run_cycle(app, MARCH_16)
+    run_cycle(app, FEB_15)
     with app.app_context():
         session = portal_db.new_session()
         acct = session.get(Account, account.id)
@@ -242,12 +255,7 @@ def test_pages_list_preview_and_print(client, db):
     with client.application.app_context():
         session = portal_db.new_session()
         for acct_id in (account.id, other.id):
-            period = invoices.due_period(
-                session.get(Subscription, acct_id)
-                or session.scalar(select(Subscription).where(Subscription.account_id == acct_id)),
-                MARCH_16,
-            )
-            invoices.generate_invoice(session, account_id=acct_id, period=period, now=MARCH_16)
+            invoices.generate_for_account(session, account_id=acct_id, now=FEB_15)
         session.close()
     mine = db.scalar(select(Invoice).where(Invoice.account_id == account.id))
     theirs = db.scalar(select(Invoice).where(Invoice.account_id == other.id))
@@ -288,7 +296,7 @@ def test_two_runners_generate_one_invoice(pg_app, pg_db):
             session = portal_db.new_session()
             try:
                 barrier.wait()
-                invoices.generate_due_invoices(session, now=MARCH_16)
+                invoices.generate_due_invoices(session, now=FEB_15)
             except Exception as exc:  # pragma: no cover - reported below
                 errors.append(exc)
             finally:

@@ -197,7 +197,7 @@ def test_killed_billing_cycle_leaves_no_half_invoice_and_a_rerun_bills_each_once
         pg_db.flush()
         pg_db.add(
             Subscription(
-                account_id=account.id, plan_id=plan.id, anchor_day=15, started_on=date(2030, 1, 15)
+                account_id=account.id, plan_id=plan.id, anchor_day=15, started_on=date(2030, 3, 15)
             )
         )
     pg_db.commit()

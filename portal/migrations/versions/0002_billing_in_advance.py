@@ -1,0 +1,62 @@
+"""billing in advance: due dates, reminders, credit notes
+
+Revision ID: 0002
+Revises: 0001
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+import portal.models.base
+
+revision = "0002"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("invoices", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("due_on", sa.Date(), nullable=True))
+        batch_op.add_column(
+            sa.Column("reminders_sent", sa.Integer(), nullable=False, server_default="0")
+        )
+    with op.batch_alter_table("invoice_counters", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("last_credit_note", sa.Integer(), nullable=False, server_default="0")
+        )
+    op.create_table(
+        "credit_notes",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("reseller_id", sa.Integer(), nullable=False),
+        sa.Column("account_id", sa.Integer(), nullable=False),
+        sa.Column("invoice_id", sa.Integer(), nullable=False),
+        sa.Column("number", sa.Integer(), nullable=False),
+        sa.Column("amount_minor", sa.BigInteger(), nullable=False),
+        sa.Column("currency", sa.String(length=3), nullable=False),
+        sa.Column("reason", sa.String(length=300), nullable=False),
+        sa.Column("actor_user_id", sa.Integer(), nullable=True),
+        sa.Column("created_at", portal.models.base.UTCDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(["account_id"], ["accounts.id"]),
+        sa.ForeignKeyConstraint(["actor_user_id"], ["users.id"]),
+        sa.ForeignKeyConstraint(["invoice_id"], ["invoices.id"]),
+        sa.ForeignKeyConstraint(["reseller_id"], ["resellers.id"]),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("invoice_id"),
+        sa.UniqueConstraint("reseller_id", "number"),
+    )
+    with op.batch_alter_table("credit_notes", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_credit_notes_account_id"), ["account_id"], unique=False
+        )
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("credit_notes", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_credit_notes_account_id"))
+    op.drop_table("credit_notes")
+    with op.batch_alter_table("invoice_counters", schema=None) as batch_op:
+        batch_op.drop_column("last_credit_note")
+    with op.batch_alter_table("invoices", schema=None) as batch_op:
+        batch_op.drop_column("reminders_sent")
+        batch_op.drop_column("due_on")
