@@ -26,6 +26,7 @@ from portal.domain import NotFound, ValidationFailed
 from portal.models import (
     Account,
     BillingModel,
+    CreditNote,
     EntryKind,
     Invoice,
     InvoiceCounter,
@@ -271,6 +272,13 @@ def _generate_next(db: Session, *, account_id: int, now: datetime, send: bool) -
 
 def _next_number(db: Session, reseller_id: int) -> int:
     """The reseller's next invoice number, under the counter's row lock (no gaps)."""
+    counter = _counter(db, reseller_id)
+    counter.last_number += 1
+    return counter.last_number
+
+
+def _counter(db: Session, reseller_id: int) -> InvoiceCounter:
+    """The reseller's document counters, locked (created on first use)."""
     stmt = (
         select(InvoiceCounter)
         .where(InvoiceCounter.reseller_id == reseller_id)
@@ -285,8 +293,7 @@ def _next_number(db: Session, reseller_id: int) -> int:
         except IntegrityError:
             pass  # another runner created it first
         counter = db.scalar(stmt)
-    counter.last_number += 1
-    return counter.last_number
+    return counter
 
 
 def _store(db: Session, draft: Draft, now: datetime) -> Invoice:
@@ -359,6 +366,145 @@ def send_invoice(
 
 def invoice_number(invoice: Invoice) -> str:
     return f"INV-{invoice.reseller_id}-{invoice.number:06d}"
+
+
+# --- Collection: overdue invoices and reminders ---------------------------------------------
+
+
+def reminder_days(db: Session) -> list[int]:
+    """Days after the due date on which a reminder goes out (setting "1, 7, 14")."""
+    days = set()
+    for part in get_setting(db, "invoice_reminder_days").split(","):
+        part = part.strip()
+        if part.isdigit() and int(part) <= 365:
+            days.add(int(part))
+    return sorted(days)
+
+
+def collect_overdue(db: Session, *, now: datetime | None = None) -> int:
+    """Mark unpaid invoices past their due date overdue and send the reminders reached.
+
+    A reminder goes out once for each configured day reached; a run that was missed
+    sends only the latest reminder reached. Commits each invoice. Returns the emails queued.
+    """
+    now = now or utcnow()
+    today, days = now.date(), reminder_days(db)
+    candidates = db.execute(
+        select(Invoice.id, Invoice.account_id)
+        .where(Invoice.status.in_(UNPAID), Invoice.due_on < today)
+        .order_by(Invoice.id)
+    ).all()
+    db.rollback()
+    queued = 0
+    for invoice_id, account_id in candidates:
+        account = ledger.lock_account(db, account_id)
+        invoice = db.get(Invoice, invoice_id, populate_existing=True)
+        if invoice.status in UNPAID and invoice.paid_minor < invoice.total_minor:
+            queued += _remind(db, account, invoice, today, days)
+        db.commit()
+    return queued
+
+
+def _remind(db: Session, account: Account, invoice: Invoice, today: date, days: list[int]) -> int:
+    invoice.status = InvoiceStatus.OVERDUE
+    reached = [d for d in days if d <= (today - invoice.due_on).days]
+    if invoice.reminders_sent >= len(reached):
+        return 0
+    invoice.reminders_sent = len(reached)
+    due = format_money(invoice.total_minor - invoice.paid_minor, invoice.currency)
+    base = current_app.config.get("PUBLIC_URL", "") if has_app_context() else ""
+    body = (
+        f"Hello {account.name},\n\nInvoice {invoice_number(invoice)} was due on "
+        f"{invoice.due_on:%d %b %Y} and {due} is still unpaid.\n\n"
+        f"Pay it now with a saved card: {base}/billing/invoices/{invoice.id}\n"
+    )
+    sent = notify(
+        db,
+        account=account,
+        subject=f"Reminder: invoice {invoice_number(invoice)} is overdue ({due})",
+        body=body,
+        dedupe_key=f"invoice-reminder:{invoice.id}:{reached[-1]}",
+        level="warning",
+    )
+    return int(sent)
+
+
+# --- Void with a credit note -----------------------------------------------------------------
+
+
+def void_invoice(
+    db: Session, *, invoice: Invoice, reason: str, actor_user_id: int | None, now=None
+) -> CreditNote:
+    """Void an invoice with a numbered credit note; commits. Both are immutable afterwards.
+
+    The credit note gives back the invoice's total as a ledger credit (the debits it billed
+    are cancelled), and what had been paid on it becomes an unallocated payment for the
+    next invoices. The caller loads `invoice` through its tenant scope.
+    """
+    reason = " ".join((reason or "").split())
+    if not reason:
+        raise ValidationFailed("Give a reason for the credit note.", field="reason")
+    if len(reason) > 300:
+        raise ValidationFailed("Keep the reason under 300 characters.", field="reason")
+    now = now or utcnow()
+    account = ledger.lock_account(db, invoice.account_id)
+    invoice = db.get(Invoice, invoice.id, populate_existing=True)
+    if invoice.status == InvoiceStatus.VOID:
+        db.rollback()
+        raise ValidationFailed("This invoice is already void.")
+    number = _next_credit_note_number(db, invoice.reseller_id)
+    note = CreditNote(
+        reseller_id=invoice.reseller_id,
+        account_id=invoice.account_id,
+        invoice_id=invoice.id,
+        number=number,
+        amount_minor=invoice.total_minor,
+        currency=invoice.currency,
+        reason=reason,
+        actor_user_id=actor_user_id,
+        created_at=now,
+    )
+    db.add(note)
+    if invoice.total_minor:
+        ledger.post_entry(
+            db,
+            account_id=account.id,
+            account=account,
+            kind=EntryKind.CREDIT_NOTE,
+            amount_minor=invoice.total_minor,
+            description=f"Credit note {credit_note_number(note)} for {invoice_number(invoice)}",
+            idempotency_key=f"credit-note:{invoice.id}",
+            actor_user_id=actor_user_id,
+            at=now,
+        )
+    if invoice.paid_minor and account.billing_model == BillingModel.POSTPAID:
+        db.add(
+            UnallocatedPayment(
+                account_id=account.id,
+                amount_minor=invoice.paid_minor,
+                remaining_minor=invoice.paid_minor,
+                currency=account.currency,
+                source=f"Paid on {invoice_number(invoice)}, voided"[:200],
+                created_at=now,
+            )
+        )
+    invoice.status = InvoiceStatus.VOID
+    db.commit()
+    return note
+
+
+def _next_credit_note_number(db: Session, reseller_id: int) -> int:
+    counter = _counter(db, reseller_id)
+    counter.last_credit_note += 1
+    return counter.last_credit_note
+
+
+def credit_note_number(note: CreditNote) -> str:
+    return f"CN-{note.reseller_id}-{note.number:06d}"
+
+
+def credit_note_for(db: Session, invoice_id: int) -> CreditNote | None:
+    return db.scalar(select(CreditNote).where(CreditNote.invoice_id == invoice_id))
 
 
 # --- Payments against invoices ---------------------------------------------------------------

@@ -95,6 +95,13 @@ def run_billing_cycle(db: Session, now: datetime) -> int:
     return len(generate_due_invoices(db, now=now))
 
 
+def collect_invoices(db: Session, now: datetime) -> int:
+    """Mark unpaid invoices overdue after their due date and send the reminders."""
+    from portal.invoices import collect_overdue
+
+    return collect_overdue(db, now=now)
+
+
 def send_emails(db: Session, now: datetime) -> int:
     """Send what waits in the email outbox (retries with back-off)."""
     from portal.notifications import send_outbox
@@ -120,6 +127,7 @@ JOBS: dict[str, tuple[Callable[[Session, datetime], int], int]] = {
     "topup_card_expiry": (expire_topup_cards, 600),
     "funds_warnings": (check_warnings, 300),
     "billing_cycle": (run_billing_cycle, 3600),
+    "invoice_collection": (collect_invoices, 3600),
     "email_outbox": (send_emails, 30),
     "payment_reconciliation": (reconcile_payments, 600),
 }

@@ -220,13 +220,15 @@ def usable_reserve(db: Session, account_id: int, now: datetime | None = None) ->
     )
 
 
-def consume_reserve(db: Session, *, account: Account, amount_minor: int, purpose: str) -> int:
+def consume_reserve(
+    db: Session, *, account: Account, amount_minor: int, purpose: str, now: datetime | None = None
+) -> int:
     """Take up to amount_minor from reserve credit, soonest-expiring first.
 
     The caller holds the account lock. Returns how much was taken.
     """
     taken = 0
-    for grant in usable_reserve(db, account.id):
+    for grant in usable_reserve(db, account.id, now):
         if taken == amount_minor:
             break
         part = min(grant.remaining_minor, amount_minor - taken)

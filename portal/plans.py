@@ -460,9 +460,9 @@ def _addon_for(db: Session, account: Account, addon_id: int) -> AddOn:
     return addon
 
 
-def usable_reserve_minor(db: Session, account: Account) -> int:
+def usable_reserve_minor(db: Session, account: Account, now: datetime | None = None) -> int:
     """Reserve credit that can still be spent (active and unexpired grants)."""
-    return sum(grant.remaining_minor for grant in ledger.usable_reserve(db, account.id))
+    return sum(grant.remaining_minor for grant in ledger.usable_reserve(db, account.id, now))
 
 
 def buy_addon(
@@ -473,6 +473,7 @@ def buy_addon(
     quantity: int,
     actor_user_id: int | None,
     idempotency_key: str,
+    now: datetime | None = None,
 ) -> AddOnPurchase:
     """Buy add-on units: reserve credit first (soonest-expiring), then balance. Commits."""
     if not isinstance(quantity, int) or not 1 <= quantity <= MAX_ADDON_QUANTITY:
@@ -485,7 +486,7 @@ def buy_addon(
         if existing is not None:
             db.rollback()
             return _replayed_purchase(addon, quantity, existing.amount_minor)
-        purchase = _pay_addon(db, locked, addon, quantity, actor_user_id, idempotency_key)
+        purchase = _pay_addon(db, locked, addon, quantity, actor_user_id, idempotency_key, now)
         db.commit()
     except DomainError:
         db.rollback()
@@ -500,9 +501,11 @@ def _replayed_purchase(addon: AddOn, quantity: int, entry_amount_minor: int) -> 
     return AddOnPurchase(addon, quantity, total, total - from_balance, from_balance, replayed=True)
 
 
-def _pay_addon(db, account, addon, quantity, actor_user_id, idempotency_key) -> AddOnPurchase:
+def _pay_addon(
+    db, account, addon, quantity, actor_user_id, idempotency_key, now=None
+) -> AddOnPurchase:
     total = addon.price_minor * quantity
-    from_reserve = min(total, usable_reserve_minor(db, account))
+    from_reserve = min(total, usable_reserve_minor(db, account, now))
     from_balance = total - from_reserve
     available = ledger.available_funds(account)
     if available < from_balance:
@@ -512,7 +515,9 @@ def _pay_addon(db, account, addon, quantity, actor_user_id, idempotency_key) -> 
             f" ({format_money(available, account.currency)}) do not cover the rest."
         )
     what = f"{addon.label} \u00d7 {quantity}"
-    taken = ledger.consume_reserve(db, account=account, amount_minor=from_reserve, purpose=what)
+    taken = ledger.consume_reserve(
+        db, account=account, amount_minor=from_reserve, purpose=what, now=now
+    )
     assert taken == from_reserve  # we hold the lock: nothing else spent it meanwhile
     # Always one ledger entry (possibly of 0): it records the purchase and its idempotency key.
     ledger.post_entry(
@@ -526,6 +531,7 @@ def _pay_addon(db, account, addon, quantity, actor_user_id, idempotency_key) -> 
         idempotency_key=idempotency_key,
         actor_user_id=actor_user_id,
         require_funds=True,
+        at=now,
     )
     db.add(
         AccountAddOn(

@@ -38,6 +38,7 @@ from portal.models import (
     EntryKind,
     GrantStatus,
     Invoice,
+    InvoiceStatus,
     LedgerEntry,
     MailStatus,
     OutboxEmail,
@@ -64,6 +65,7 @@ COVERED = {
     "topup_card_expiry",
     "funds_warnings",
     "billing_cycle",
+    "invoice_collection",
     "email_outbox",
     "payment_reconciliation",
 }
@@ -181,9 +183,27 @@ def arrange(app, db) -> dict:
             account_id=billed.id,
             plan_id=plan.id,
             anchor_day=1,
-            started_on=date.today() - timedelta(days=100),
+            started_on=date.today().replace(day=1),  # one period has started: one invoice
         )
     )
+    # invoice_collection: a postpaid invoice past its due date.
+    owing = make_account(db, reseller=reseller, model=BillingModel.POSTPAID, email="o@example.test")
+    overdue = Invoice(
+        reseller_id=reseller.id,
+        account_id=owing.id,
+        number=900,
+        period_start=date(2030, 1, 1),
+        period_end=date(2030, 1, 31),
+        currency="GBP",
+        subtotal_minor=1000,
+        total_minor=1000,
+        status=InvoiceStatus.OPEN,
+        issued_at=now - timedelta(days=20),
+        due_on=(now - timedelta(days=2)).date(),
+    )
+    db.add(overdue)
+    db.flush()
+    ids["overdue"] = overdue.id
     ids["billed"] = billed.id
     # payment_reconciliation: a payment left pending an hour ago (Stripe never answered).
     paying = make_account(db, reseller=reseller)
@@ -246,6 +266,11 @@ def assert_each_effect_once(app, db, ids: dict, inbox) -> None:
     # billing_cycle
     assert db.scalar(select(func.count()).where(Invoice.account_id == ids["billed"])) == 1
     assert credits(db, ids["billed"], EntryKind.PLAN_FEE) == 1
+    # invoice_collection: overdue, one reminder (day 1 reached; day 7 not yet)
+    overdue = db.get(Invoice, ids["overdue"])
+    assert (overdue.status, overdue.reminders_sent) == (InvoiceStatus.OVERDUE, 1)
+    reminders = select(func.count()).where(OutboxEmail.dedupe_key.like("invoice-reminder:%"))
+    assert db.scalar(reminders) == 1
     # payment_reconciliation
     assert credits(db, ids["paying"], EntryKind.TOPUP) == 1
     payment = db.scalar(select(Payment).where(Payment.account_id == ids["paying"]))
