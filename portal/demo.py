@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import random
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from portal import ledger
+from portal import invoices, ledger
 from portal.auth.service import hash_password
 from portal.models import (
     Account,
@@ -18,6 +18,7 @@ from portal.models import (
     CardCodeRecharge,
     CustomerClass,
     EntryKind,
+    Invoice,
     LicenseUsage,
     Plan,
     PlanLicense,
@@ -30,7 +31,9 @@ from portal.models import (
     User,
     utcnow,
 )
+from portal.money import format_money
 from portal.pins import vault
+from portal.plans import billing_period
 from portal.settings import set_setting
 
 DEMO_PASSWORD = "demo-pass"  # noqa: S105 - documented demo credential
@@ -86,12 +89,17 @@ def seed_demo(db: Session) -> None:
         plans["Complete"],
         {"extensions": 8, "phone_numbers": 3, "call_recording": 4, "conference_rooms": 2},
     )
-    _subscribe(db, bob, plans["Complete"], {"extensions": 12, "phone_numbers": 4})
+    # Bob's current period began 5 days ago, so his demo shows a paid, an overdue and an
+    # open invoice (issued at the start of each of his last three periods).
+    _subscribe(db, bob, plans["Complete"], {"extensions": 12, "phone_numbers": 4}, days_ago=5)
     _subscribe(db, carol, plans["Starter"], {"extensions": 2})
     _subscribe(db, dan, plans["Starter"], {"extensions": 1})
     _history(db, alice, seed=1, start_minor=2500)
     _history(db, carol, seed=3, start_minor=1500)
     _history(db, dan, seed=4, start_minor=500)
+    _postpaid_history(db, bob, seed=2)
+    for account in (alice, bob, carol, dan):
+        _invoices(db, account)
     _vouchers(db, acme, "ACME", 2000, 12)
     _vouchers(db, beta, "BETA", 1000, 4)
     _card_codes(db, acme, alice)
@@ -205,12 +213,14 @@ def _catalogue(db: Session) -> None:
     db.flush()
 
 
-def _subscribe(db, account, plan, usage: dict[str, int]) -> None:
+def _subscribe(db, account, plan, usage: dict[str, int], days_ago: int = 10) -> None:
+    """Subscribed two periods before the current one, which began `days_ago` days ago."""
     if db.scalar(select(Subscription).where(Subscription.account_id == account.id)):
         return
-    start = date.today() - timedelta(days=40)
+    anchor = (date.today() - timedelta(days=days_ago)).day
+    start = billing_period(anchor, date.today() - timedelta(days=days_ago + 60)).start
     db.add(
-        Subscription(account_id=account.id, plan_id=plan.id, anchor_day=start.day, started_on=start)
+        Subscription(account_id=account.id, plan_id=plan.id, anchor_day=anchor, started_on=start)
     )
     for service, used in usage.items():
         db.add(LicenseUsage(account_id=account.id, service=service, used=used))
@@ -249,11 +259,76 @@ def _history(db: Session, account: Account, *, seed: int, start_minor: int) -> N
             account_id=account.id,
             kind=EntryKind.USAGE,
             amount_minor=-cost,
-            description=f"Calls on day -{day}",
+            description=f"Calls on {when:%d %b}",
             idempotency_key=f"demo-u{day}",
         )
         posting.entry.created_at = when + timedelta(hours=1)
     db.flush()
+
+
+def _postpaid_history(db: Session, account: Account, *, seed: int) -> None:
+    """Seventy days of calls on a postpaid account (paid by its invoices)."""
+    if ledger.find_entry(db, account.id, "demo-u0") is not None:
+        return
+    rng = random.Random(seed)  # noqa: S311 - demo data, not security
+    now = utcnow()
+    for day in range(69, -1, -1):
+        ledger.post_entry(
+            db,
+            account_id=account.id,
+            kind=EntryKind.USAGE,
+            amount_minor=-rng.randint(10, 60),
+            description=f"Calls on {(now - timedelta(days=day)):%d %b}",
+            idempotency_key=f"demo-u{day}",
+            at=now - timedelta(days=day, hours=rng.randint(0, 5)),
+        )
+    db.flush()
+
+
+def _invoices(db: Session, account: Account) -> None:
+    """Each started period's invoice, issued at its start as the billing run would have."""
+    subscription = db.scalar(select(Subscription).where(Subscription.account_id == account.id))
+    if db.scalar(select(Invoice.id).where(Invoice.account_id == account.id).limit(1)):
+        return
+    db.commit()
+    now = utcnow()
+    for number, period in enumerate(invoices.periods_due(db, subscription, now)):
+        issued = datetime.combine(period.start, time(1), tzinfo=UTC)
+        if account.billing_model == BillingModel.PREPAID:
+            fee = subscription.plan.price_minor
+            ledger.post_entry(
+                db,
+                account_id=account.id,
+                kind=EntryKind.TOPUP,
+                amount_minor=fee,
+                description=f"Top-up {format_money(fee, account.currency)} by card",
+                idempotency_key=f"demo-fee-topup-{number}",
+                at=issued - timedelta(minutes=5),
+            )
+            db.commit()
+        (invoice,) = invoices.generate_for_account(db, account_id=account.id, now=issued)
+        if number == 0 and account.billing_model == BillingModel.POSTPAID:
+            _pay(db, account, invoice, issued + timedelta(days=6))
+    invoices.collect_overdue(db, now=now)
+
+
+def _pay(db: Session, account: Account, invoice, when) -> None:
+    """A bank transfer that paid the invoice in full."""
+    locked = ledger.lock_account(db, account.id)
+    ledger.post_entry(
+        db,
+        account_id=account.id,
+        account=locked,
+        kind=EntryKind.PAYMENT,
+        amount_minor=invoice.total_minor,
+        description=f"Bank transfer for {invoices.invoice_number(invoice)}",
+        idempotency_key="demo-payment-1",
+        at=when,
+    )
+    invoices.allocate_payment(
+        db, account=locked, amount_minor=invoice.total_minor, source="Bank transfer"
+    )
+    db.commit()
 
 
 def _vouchers(db: Session, reseller: Reseller, series: str, amount_minor: int, count: int) -> None:
