@@ -538,9 +538,16 @@ def _apply_unallocated(db: Session, account: Account, invoice: Invoice, now: dat
 
 
 def allocate_payment(
-    db: Session, *, account: Account, amount_minor: int, source: str
+    db: Session,
+    *,
+    account: Account,
+    amount_minor: int,
+    source: str,
+    first_invoice_id: int | None = None,
 ) -> Allocation:
     """Allocate a payment to the oldest open invoices; the rest becomes an unallocated payment.
+
+    A payment made for one invoice (Pay now) goes to that invoice first.
 
     Bookkeeping only (the payment's ledger credit is posted by its caller). The caller
     holds the account lock and commits.
@@ -549,7 +556,9 @@ def allocate_payment(
         raise ValueError("amount_minor must be a positive int")
     now = utcnow()
     remaining, allocated = amount_minor, []
-    for invoice in _open_invoices(db, account.id):
+    unpaid = _open_invoices(db, account.id)
+    unpaid.sort(key=lambda invoice: invoice.id != first_invoice_id)  # stable: oldest next
+    for invoice in unpaid:
         part = min(remaining, invoice.total_minor - invoice.paid_minor)
         if part <= 0:
             continue
@@ -600,6 +609,8 @@ def invoices_for(db: Session, account_id: int) -> list[Invoice]:
 
 def get_invoice(db: Session, *, account_id: int, invoice_id: int) -> Invoice:
     """One invoice of the account; another account's id raises NotFound."""
+    if not 0 < invoice_id < 2**63:  # larger ids cannot exist (and SQLite cannot bind them)
+        raise NotFound("No such invoice.")
     invoice = db.scalar(
         select(Invoice).where(Invoice.id == invoice_id, Invoice.account_id == account_id)
     )

@@ -6,7 +6,11 @@ from portal import db, notifications
 from portal import invoices as invoicing
 from portal.billing import bp
 from portal.billing.context import current_account
-from portal.domain import NotFound
+from portal.billing.plans_views import status_for
+from portal.domain import DomainError, NotFound
+from portal.money import format_plain
+from portal.payments import invoice_payments
+from portal.payments.forms import PayInvoiceForm, new_request_key
 from portal.web import render
 
 
@@ -50,20 +54,67 @@ def invoices_preview():
 @bp.get("/invoices/<int:invoice_id>")
 def invoice_detail(invoice_id: int):
     """One invoice, laid out to print (another account's invoice answers 404)."""
+    return _invoice_page(invoice_id)
+
+
+def _invoice_page(invoice_id: int, pay_form: PayInvoiceForm | None = None, status: int = 200):
     account = current_account()
     session = db.session()
     try:
         invoice = invoicing.get_invoice(session, account_id=account.id, invoice_id=invoice_id)
     except NotFound:
         abort(404)
+    payable = invoice_payments.can_pay(account, invoice)
+    if payable and pay_form is None:
+        due = invoice_payments.amount_due(invoice)
+        pay_form = PayInvoiceForm(
+            currency=account.currency,
+            formdata=None,
+            amount=format_plain(due, account.currency),
+            idempotency_key=new_request_key(),
+        )
     return render(
         "billing/invoices_detail.html",
         "billing/invoices_detail.html",
+        status,
         account=account,
         invoice=invoice,
         number=invoicing.invoice_number(invoice),
         allocations=invoicing.allocations_of(session, invoice.id),
+        pay_form=pay_form,
+        payable=payable,
+        amount_due=invoice_payments.amount_due(invoice),
     )
+
+
+@bp.post("/invoices/<int:invoice_id>/pay")
+def pay_invoice(invoice_id: int):
+    """Pay now: charge the saved cards (primary, then secondary) for this invoice."""
+    account = current_account()
+    form = PayInvoiceForm(currency=account.currency)
+    if not form.validate():
+        return _invoice_page(invoice_id, form, status_for(422))
+    try:
+        payment = invoice_payments.pay_invoice(
+            db.session(),
+            account=account,
+            invoice_id=invoice_id,
+            amount_minor=form.amount.minor,
+            idempotency_key=f"invoice:{account.id}:{form.idempotency_key.data}",
+        )
+    except NotFound:
+        abort(404)
+    except DomainError as exc:
+        db.session().rollback()
+        form.idempotency_key.data = new_request_key()  # a new attempt is a new payment
+        target = form.amount if exc.field == "amount" else None
+        if target is not None:
+            target.errors = [exc.message]
+        else:
+            form.form_errors.append(exc.message)
+        return _invoice_page(invoice_id, form, status_for(422))
+    flash(invoice_payments.paid_with(payment), "success")
+    return redirect(url_for("billing.invoice_detail", invoice_id=invoice_id), code=303)
 
 
 @bp.get("/notices")

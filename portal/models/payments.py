@@ -69,6 +69,8 @@ class Payment(Base):
     refunded_minor: Mapped[int] = mapped_column(Minor, default=0)
     disputed: Mapped[bool] = mapped_column(Boolean, default=False)
     order_number: Mapped[str] = mapped_column(String(60), default="")
+    # The invoice a "Pay now" payment is for: it is allocated there first.
+    invoice_id: Mapped[int | None] = mapped_column(ForeignKey("invoices.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

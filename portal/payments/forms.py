@@ -66,3 +66,19 @@ class TopupSettingsForm(FlaskForm):
             self.form_errors.append(message)
         else:
             target.errors = [*target.errors, message]
+
+
+class PayInvoiceForm(FlaskForm):
+    """Pay now: an amount up to the invoice's amount due, charged to the saved cards."""
+
+    amount = MoneyField("Amount to pay")
+    idempotency_key = HiddenField(
+        validators=[
+            InputRequired(message="Reload the page and try again."),
+            Regexp(IDEMPOTENCY_KEY, message="Reload the page and try again."),
+        ]
+    )
+
+    def __init__(self, *args, currency: str, **kwargs):
+        self.currency = currency
+        super().__init__(*args, **kwargs)

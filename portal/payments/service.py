@@ -235,6 +235,7 @@ def charge_card(
     purpose: PaymentPurpose,
     entry_kind: EntryKind | None = None,
     idempotency_key: str,
+    invoice_id: int | None = None,
 ) -> Payment:
     """Charge a saved card off-session and credit the balance once it succeeds.
 
@@ -248,7 +249,9 @@ def charge_card(
     if existing is not None:
         return _same_payment(existing, account)
     try:
-        payment = _record_pending(db, account, card, amount_minor, purpose, idempotency_key)
+        payment = _record_pending(
+            db, account, card, amount_minor, purpose, idempotency_key, invoice_id
+        )
     except DuplicateRequest:
         return _same_payment(_by_key(db, idempotency_key), account)
     try:
@@ -281,7 +284,9 @@ def _same_payment(payment: Payment, account: Account) -> Payment:
     return payment
 
 
-def _record_pending(db, account, card, amount_minor, purpose, idempotency_key) -> Payment:
+def _record_pending(
+    db, account, card, amount_minor, purpose, idempotency_key, invoice_id=None
+) -> Payment:
     if not isinstance(amount_minor, int) or amount_minor <= 0:
         raise ValidationFailed("The amount must be greater than zero.")
     if card.account_id != account.id:
@@ -296,6 +301,7 @@ def _record_pending(db, account, card, amount_minor, purpose, idempotency_key) -
         currency=account.currency,
         status=PaymentStatus.PENDING,
         idempotency_key=idempotency_key,
+        invoice_id=invoice_id,
     )
     db.add(payment)
     # Committed before Stripe is called: a crash mid-call leaves a pending row to reconcile.
@@ -406,7 +412,11 @@ def _allocate_to_invoices(db: Session, account: Account, payment: Payment) -> No
     from portal.invoices import allocate_payment
 
     allocate_payment(
-        db, account=account, amount_minor=payment.amount_minor, source=f"Card payment {payment.id}"
+        db,
+        account=account,
+        amount_minor=payment.amount_minor,
+        source=f"Card payment {payment.id}",
+        first_invoice_id=payment.invoice_id,
     )
 
 
@@ -544,11 +554,11 @@ def top_up(db: Session, *, account: Account, product_id: int, idempotency_key: s
         purpose=PaymentPurpose.TOPUP,
         idempotency_key=f"topup:{account.id}:{idempotency_key}",
     )
-    _raise_unless_succeeded(payment)
+    raise_unless_succeeded(payment)
     return payment
 
 
-def _raise_unless_succeeded(payment: Payment) -> None:
+def raise_unless_succeeded(payment: Payment) -> None:
     if payment.status == PaymentStatus.SUCCEEDED:
         return
     if payment.status == PaymentStatus.FAILED:
@@ -557,7 +567,7 @@ def _raise_unless_succeeded(payment: Payment) -> None:
         raise AuthenticationRequired(payment.failure_message or gateway.NEEDS_AUTHENTICATION)
     if payment.status == PaymentStatus.PENDING:
         raise GatewayUnavailable(PENDING_MESSAGE)
-    raise DomainError("This top-up was already refunded.")
+    raise DomainError("This payment was already refunded.")
 
 
 def describe_topup(payment: Payment) -> str:

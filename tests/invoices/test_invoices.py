@@ -127,9 +127,7 @@ def test_postpaid_invoice_generated_once_with_lines_and_email(app, db):
         select(func.count()).select_from(LedgerEntry).where(LedgerEntry.kind == EntryKind.PLAN_FEE)
     )
     assert fees == 2
-    mail = db.scalar(
-        select(OutboxEmail).where(OutboxEmail.dedupe_key == f"invoice:{invoice.id}")
-    )
+    mail = db.scalar(select(OutboxEmail).where(OutboxEmail.dedupe_key == f"invoice:{invoice.id}"))
     assert "INV-" in mail.subject and "Amount due: £50.00 by 30 Mar 2030" in mail.body
     assert "INV-" in mail.subject and f"/billing/invoices/{invoice.id}" in mail.body
     assert invoice.sent_at is not None

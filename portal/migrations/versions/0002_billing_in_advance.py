@@ -1,4 +1,4 @@
-"""billing in advance: due dates, reminders, credit notes
+"""billing in advance: due dates, reminders, credit notes, payments for an invoice
 
 Revision ID: 0002
 Revises: 0001
@@ -25,6 +25,9 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column("last_credit_note", sa.Integer(), nullable=False, server_default="0")
         )
+    with op.batch_alter_table("payments", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("invoice_id", sa.Integer(), nullable=True))
+        batch_op.create_foreign_key("fk_payments_invoice_id", "invoices", ["invoice_id"], ["id"])
     op.create_table(
         "credit_notes",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -55,6 +58,9 @@ def downgrade() -> None:
     with op.batch_alter_table("credit_notes", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_credit_notes_account_id"))
     op.drop_table("credit_notes")
+    with op.batch_alter_table("payments", schema=None) as batch_op:
+        batch_op.drop_constraint("fk_payments_invoice_id", type_="foreignkey")
+        batch_op.drop_column("invoice_id")
     with op.batch_alter_table("invoice_counters", schema=None) as batch_op:
         batch_op.drop_column("last_credit_note")
     with op.batch_alter_table("invoices", schema=None) as batch_op:
