@@ -8,6 +8,7 @@ import re
 from decimal import Decimal
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from portal import audit, settings
@@ -112,8 +113,9 @@ def _record(db, actor, item, action, before, after) -> None:
 def _check_unique(db: Session, item, values: dict) -> None:
     name = values.get("name")
     if isinstance(item, Reseller) and name:
-        clash = select(Reseller.id).where(func.lower(Reseller.name) == name.lower())
-        if db.scalar(clash.where(Reseller.id != (item.id or 0))):
+        # Folded in Python: SQLite's lower() folds ASCII only (resellers are few).
+        others = db.scalars(select(Reseller.name).where(Reseller.id != (item.id or 0)))
+        if any(other.casefold() == name.casefold() for other in others):
             raise CatalogueError("A reseller with this name already exists.", field="name")
     if isinstance(item, CustomerClass) and name:
         clash = select(CustomerClass.id).where(
@@ -163,7 +165,12 @@ def save_item(db: Session, *, item, values: dict, actor: User):
     for name, value in values.items():
         setattr(item, name, value)
     db.add(item)
-    db.flush()
+    try:
+        db.flush()
+    except IntegrityError as exc:  # a clash the checks above could not see (a race)
+        db.rollback()
+        field = "name" if "name" in values else None
+        raise CatalogueError("This name is already taken.", field=field) from exc
     _record(db, actor, item, "create" if created else "update", before, snapshot(item))
     db.commit()
     return item

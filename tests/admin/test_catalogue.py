@@ -218,6 +218,17 @@ def test_reseller_crud_and_admin_creation(operator, db, acme):
     assert {"reseller.create", "reseller_admin.create"} <= set(audit_actions(db))
 
 
+def test_a_non_ascii_reseller_name_twice_is_refused_not_a_500(operator, db):
+    # SQLite's lower() leaves "Ë" alone; the hostile-input fuzzer found the 500 this caused.
+    for name in ("Ëf Telecom", "Ëf Telecom", "ëf telecom"):
+        response = operator.post("/admin/resellers", data={"name": name, "currency_code": "GBP"})
+        assert response.status_code in (303, 422)
+    reload(db)
+    names = db.scalars(select(Reseller.name).where(Reseller.name.like("%f Telecom"))).all()
+    assert names == ["Ëf Telecom"]
+    assert "already exists" in response.get_data(as_text=True)
+
+
 def test_unused_reseller_can_be_deleted(operator, db):
     empty = Reseller(name="Empty", currency="GBP")
     db.add(empty)
