@@ -42,6 +42,7 @@ from portal.models import (
 from portal.money import format_money
 from portal.notifications import notify
 from portal.plans import (
+    MAX_CATCH_UP,
     BillingPeriod,
     billing_period,
     charge_period_fee,
@@ -52,8 +53,6 @@ from portal.settings import get_setting
 
 # Debits of these kinds are billed services; top-ups, transfers and payments are not.
 BILLED_KINDS = (EntryKind.USAGE, EntryKind.ADDON, EntryKind.PLAN_CHANGE)
-# A subscription left without a billing run for longer catches up at most this many periods.
-MAX_CATCH_UP = 24
 # Invoices that still expect money.
 UNPAID = (InvoiceStatus.OPEN, InvoiceStatus.OVERDUE)
 

@@ -32,6 +32,8 @@ from portal.models import (
 from portal.money import format_money
 
 MAX_ADDON_QUANTITY = 100
+# A subscription left without a billing run for longer catches up at most this many periods.
+MAX_CATCH_UP = 24
 _MAX_ID = 2**63 - 1  # larger ids cannot exist (and SQLite refuses to bind them)
 
 
@@ -146,6 +148,32 @@ def charge_period_fee(
         reference=f"period {period.start.isoformat()}",
         at=at,
     ).entry
+
+
+def charge_fees_due(
+    db: Session,
+    *,
+    account: Account,
+    subscription: Subscription,
+    today: date,
+    at: datetime | None = None,
+) -> None:
+    """Take every started period's fee not taken yet (at most MAX_CATCH_UP), oldest first.
+
+    Before a plan change: if the billing run has not taken this period's fee (or, after an
+    outage, several), they are taken at the plan in force during them, the current one.
+    """
+    missing = []
+    period = billing_period(subscription.anchor_day, today)
+    while (
+        len(missing) < MAX_CATCH_UP
+        and period.end > subscription.started_on
+        and ledger.find_entry(db, account.id, fee_key(period)) is None
+    ):
+        missing.append(period)
+        period = billing_period(subscription.anchor_day, period.start - timedelta(days=1))
+    for period in reversed(missing):
+        charge_period_fee(db, account=account, subscription=subscription, period=period, at=at)
 
 
 def add_one_month(moment: datetime) -> datetime:
@@ -379,8 +407,8 @@ def change_plan(
         if preview.violations:
             raise PlanChangeRefused(" ".join(v.message for v in preview.violations))
         subscription = get_subscription(db, locked)
-        charge_period_fee(
-            db, account=locked, subscription=subscription, period=preview.period, at=now
+        charge_fees_due(
+            db, account=locked, subscription=subscription, today=now.date(), at=now
         )
         grant = _settle_change(db, locked, preview, actor_user_id, idempotency_key, now)
         # Assign the relationship (not just the id) so this session sees the new limits at once.

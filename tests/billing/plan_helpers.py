@@ -66,9 +66,14 @@ def subscribe(
     *,
     anchor_day: int = 1,
     usage: dict[str, int] | None = None,
+    started_on: date | None = None,
 ) -> Subscription:
+    """Subscribed since the start of this month unless told (no older fees to catch up)."""
     subscription = Subscription(
-        account_id=account.id, plan_id=plan.id, anchor_day=anchor_day, started_on=date(2024, 1, 1)
+        account_id=account.id,
+        plan_id=plan.id,
+        anchor_day=anchor_day,
+        started_on=started_on or utcnow().date().replace(day=1),
     )
     db.add(subscription)
     for service, used in (usage or {}).items():

@@ -480,3 +480,14 @@ def test_void_gives_back_the_total_with_a_numbered_credit_note(db, catalogue):
     (inv2,) = generate(db, bob, at(date(2026, 12, 14), 1))
     assert inv2.number == 2 and inv2.paid_minor == 1000
     assert ledger.audit_balances(db) == []
+
+
+def test_after_a_scheduler_outage_a_change_takes_the_missed_fees_at_the_old_plan(db, catalogue):
+    account = customer(db, catalogue["Professional"], model=BillingModel.PREPAID)
+    generate(db, account, at(date(2026, 11, 14), 1))
+    # No billing run on 14 Dec nor 14 Jan; the customer upgrades on 20 Jan.
+    change(db, account, catalogue["Complete"], at(date(2027, 1, 20)), "late")
+    assert entry(db, account, "plan-fee:2026-12-14").amount_minor == -2500
+    assert entry(db, account, "plan-fee:2027-01-14").amount_minor == -2500
+    made = generate(db, account, at(date(2027, 1, 21)))
+    assert [lines(inv) for inv in made] == [[("plan_fee", 2500)], [("plan_fee", 2500)]]
