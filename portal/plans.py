@@ -407,9 +407,7 @@ def change_plan(
         if preview.violations:
             raise PlanChangeRefused(" ".join(v.message for v in preview.violations))
         subscription = get_subscription(db, locked)
-        charge_fees_due(
-            db, account=locked, subscription=subscription, today=now.date(), at=now
-        )
+        charge_fees_due(db, account=locked, subscription=subscription, today=now.date(), at=now)
         grant = _settle_change(db, locked, preview, actor_user_id, idempotency_key, now)
         # Assign the relationship (not just the id) so this session sees the new limits at once.
         subscription.plan = preview.new_plan
