@@ -13,12 +13,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 
-from flask import current_app, has_app_context
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from portal import ledger
+from portal import emails, ledger
 from portal.domain import NotFound
 from portal.models import (
     Account,
@@ -35,8 +34,6 @@ from portal.models import (
     UnallocatedPayment,
     utcnow,
 )
-from portal.money import format_money
-from portal.notifications import notify
 from portal.settings import get_setting
 
 # Debits of these kinds are billed services; top-ups, transfers and payments are not.
@@ -318,16 +315,8 @@ def _settle(db: Session, account: Account, invoice: Invoice, now: datetime) -> N
 
 
 def send_invoice(db: Session, *, invoice: Invoice, account: Account, now: datetime) -> None:
-    """Email the invoice with a link (through the outbox) and mark it sent."""
-    base = current_app.config.get("PUBLIC_URL", "") if has_app_context() else ""
-    total = format_money(invoice.total_minor, invoice.currency)
-    subject = f"Invoice {invoice_number(invoice)}: {total}"
-    body = (
-        f"Hello {account.name},\n\nYour invoice {invoice_number(invoice)} for "
-        f"{invoice.period_start:%d %b %Y} to {invoice.period_end:%d %b %Y} is ready: {total} "
-        f"({invoice.status.value}).\n\nView or print it: {base}/billing/invoices/{invoice.id}\n"
-    )
-    notify(db, account=account, subject=subject, body=body, dedupe_key=f"invoice:{invoice.id}")
+    """Email the invoice with a link and its PDF (through the outbox) and mark it sent."""
+    emails.invoice_email(db, account=account, invoice=invoice)
     invoice.sent_at = now
 
 
