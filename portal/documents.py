@@ -214,6 +214,19 @@ def receipts_for(db: Session, account_id: int, limit: int = 200) -> list[Receipt
     )
 
 
+def receipts_of_entries(db: Session, entries: list[LedgerEntry]) -> dict[int, Receipt]:
+    """The receipt of each ledger entry that credited a card payment (entry id -> receipt)."""
+    payment_of_entry = {}
+    for entry in entries:
+        kind, _, raw_id = entry.idempotency_key.partition(":")
+        if kind == "payment" and raw_id.isdigit() and len(raw_id) < 19:
+            payment_of_entry[int(raw_id)] = entry.id
+    if not payment_of_entry:
+        return {}
+    found = db.scalars(select(Receipt).where(Receipt.payment_id.in_(payment_of_entry)))
+    return {payment_of_entry[r.payment_id]: r for r in found}
+
+
 def attachment_refs(*documents: Invoice | Receipt) -> tuple[str, ...]:
     """Outbox references of documents to attach ("invoice:12")."""
     return tuple(f"{type(d).__name__.lower()}:{d.id}" for d in documents)
@@ -291,4 +304,3 @@ def _csv_line(cells: list[str]) -> str:
     out = io.StringIO()
     csv.writer(out).writerow(cells)
     return out.getvalue()
-

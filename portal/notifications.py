@@ -108,9 +108,11 @@ def send_outbox(db: Session, *, config: dict, now: datetime | None = None) -> in
     now = now or utcnow()
     done = 0
     # Mails held while no SMTP server was configured are queued too, once there is one.
-    queued = [MailStatus.PENDING, MailStatus.OUTBOX] if config.get("MAIL_SERVER") else [
-        MailStatus.PENDING
-    ]
+    queued = (
+        [MailStatus.PENDING, MailStatus.OUTBOX]
+        if config.get("MAIL_SERVER")
+        else [MailStatus.PENDING]
+    )
     while True:
         mail = _next_due(db, now, queued)
         if mail is None:

@@ -58,4 +58,3 @@ def issue_receipt(db: Session, *, account: Account, payment: Payment) -> Receipt
 def _method(payment: Payment) -> str:
     card = payment.card
     return f"{card.brand.title()} •••• {card.last4}"[:80] if card else "Card"
-

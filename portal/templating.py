@@ -17,6 +17,7 @@ CUSTOMER_NAV = [
     ("billing.redeem", "Redeem voucher"),
     ("billing.transfer", "Transfer funds"),
     ("billing.invoices", "Invoices"),
+    ("billing.receipts", "Receipts"),
     ("billing.notices", "Notices"),
 ]
 ADMIN_NAV = [
