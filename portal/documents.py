@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -32,6 +33,8 @@ from portal.models import (
 from portal.templating import FILTERS
 
 STYLESHEET = ROOT / "static" / "css" / "document.css"
+# WeasyPrint logs every rendering step at INFO: noise in the app's log.
+logging.getLogger("weasyprint.progress").setLevel(logging.WARNING)
 
 
 @cache
