@@ -1,6 +1,6 @@
 """Billing views: invoice and receipt PDFs, receipts, and the ledger as CSV."""
 
-from flask import Response, abort, request, stream_with_context
+from flask import Response, abort, request
 
 from portal import db, documents
 from portal import invoices as invoicing
@@ -92,7 +92,7 @@ def ledger_csv():
     dates = f"{form.date_from.data or 'start'}-{form.date_to.data or 'today'}"
     name = f"ledger-{account.number}-{dates}"
     return Response(
-        stream_with_context(rows),
+        "".join(rows),
         mimetype="text/csv",
         headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
     )
