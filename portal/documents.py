@@ -135,8 +135,8 @@ def invoice_document(db: Session, invoice: Invoice) -> Document:
         buyer=buyer,
         dates=(
             ("Issued", invoice.issued_at),
-            ("Period", invoice.period_start),
-            ("Period end", invoice.period_end),
+            ("Period from", invoice.period_start),
+            ("Period to", invoice.period_end),
         ),
         lines=tuple(
             DocumentLine(line.description, line.quantity, line.amount_minor)
