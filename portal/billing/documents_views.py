@@ -1,6 +1,6 @@
 """Billing views: invoice and receipt PDFs, receipts, and the ledger as CSV."""
 
-from flask import Response, abort, request
+from flask import Response, abort, request, url_for
 
 from portal import db, documents
 from portal import invoices as invoicing
@@ -60,10 +60,11 @@ def receipt_detail(receipt_id: int):
     """One receipt, laid out like the PDF (another account's receipt answers 404)."""
     document = documents.receipt_document(db.session(), _receipt(receipt_id))
     return render(
-        "billing/receipt_detail.html",
-        "billing/receipt_detail.html",
+        "documents/page.html",
+        "documents/page.html",
         document=document,
-        receipt_id=receipt_id,
+        pdf_url=url_for("billing.receipt_pdf", receipt_id=receipt_id),
+        back_url=url_for("billing.receipts"),
     )
 
 

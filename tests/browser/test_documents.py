@@ -10,6 +10,7 @@ from pypdf import PdfReader
 from sqlalchemy import select
 
 from portal.models import Account
+from tests.browser.test_navigation import sign_in
 from tests.documents.test_documents import make_invoice
 
 
@@ -25,13 +26,6 @@ def seeded(app, demo, live_server):
 
     seed_stripe_demo(app)
     return live_server
-
-
-def sign_in(page: Page, base: str, email: str) -> None:
-    page.goto(f"{base}/login")
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill("demo-pass")
-    page.get_by_role("button", name="Sign in").click()
 
 
 def downloaded_pdf_text(page: Page, link) -> tuple[str, str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import email
 import email.policy
 import io
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -13,10 +13,11 @@ from pypdf import PdfReader
 from sqlalchemy import func, select
 
 from portal import emails, jobs
-from portal.models import Invoice, InvoiceLine, InvoiceStatus, MailStatus, Notice, OutboxEmail, Role
+from portal.models import MailStatus, Notice, OutboxEmail, Role
 from portal.notifications import notify
 from tests.builders import login, make_account, make_customer, make_reseller, make_user
 from tests.conftest import free_port
+from tests.documents.test_documents import make_invoice
 
 T0 = datetime(2030, 1, 1, 9, 0, tzinfo=UTC)
 
@@ -169,32 +170,12 @@ def test_customer_sees_and_marks_notices(client, db):
     assert notices["Low funds warning"] is not None and notices["Someone else's"] is None
 
 
-def make_invoice(db, account) -> Invoice:
-    invoice = Invoice(
-        reseller_id=account.reseller_id,
-        account_id=account.id,
-        number=3,
-        period_start=date(2030, 3, 15),
-        period_end=date(2030, 4, 14),
-        currency="GBP",
-        subtotal_minor=3750,
-        tax_rate_bp=2000,
-        tax_minor=750,
-        total_minor=4500,
-        status=InvoiceStatus.OPEN,
-    )
-    invoice.lines = [InvoiceLine(kind="plan_fee", description="Complete plan", amount_minor=4500)]
-    db.add(invoice)
-    db.flush()
-    return invoice
-
-
 def test_invoice_mail_is_multipart_text_html_and_the_pdf(app, db, smtp):
     _controller, inbox = smtp
     account = make_account(
         db, reseller=make_reseller(db), email="bob@example.test", name="Bob & <Co>"
     )
-    invoice = make_invoice(db, account)
+    invoice = make_invoice(db, account, number=3)
     assert emails.invoice_email(db, account=account, invoice=invoice)
     assert not emails.invoice_email(db, account=account, invoice=invoice)  # once per invoice
     db.commit()
@@ -202,7 +183,7 @@ def test_invoice_mail_is_multipart_text_html_and_the_pdf(app, db, smtp):
     (envelope,) = inbox.messages
     message = email.message_from_bytes(envelope.content, policy=email.policy.default)
     number = f"INV-{account.reseller_id}-000003"
-    assert message["Subject"] == f"Invoice {number}: £45.00"
+    assert message["Subject"] == f"Invoice {number}: £57.40"
     assert message.get_content_type() == "multipart/mixed"
     alternative, attachment = message.get_payload()
     assert alternative.get_content_type() == "multipart/alternative"
@@ -214,7 +195,7 @@ def test_invoice_mail_is_multipart_text_html_and_the_pdf(app, db, smtp):
     assert attachment.get_content_type() == "application/pdf"
     assert attachment.get_filename() == f"{number}.pdf"
     pdf = PdfReader(io.BytesIO(attachment.get_content()))
-    assert "Total £45.00" in " ".join(pdf.pages[0].extract_text().split())
+    assert "Total £57.40" in " ".join(pdf.pages[0].extract_text().split())
     db.rollback()
     assert db.scalar(select(OutboxEmail)).status == MailStatus.SENT
 
