@@ -235,23 +235,34 @@ def attachment_refs(*documents: Invoice | Receipt) -> tuple[str, ...]:
     return tuple(f"{type(d).__name__.lower()}:{d.id}" for d in documents)
 
 
+def _attached(db: Session, ref: str) -> Document | None:
+    kind, _, raw_id = ref.partition(":")
+    model = {"invoice": Invoice, "receipt": Receipt}.get(kind)
+    found = db.get(model, int(raw_id)) if model and raw_id.isdigit() and len(raw_id) < 19 else None
+    if found is None:
+        return None
+    return (invoice_document if kind == "invoice" else receipt_document)(db, found)
+
+
+def _refs(refs: str) -> list[str]:
+    return [ref for ref in (refs or "").split(",") if ref]
+
+
 def attachment_files(db: Session, refs: str) -> list[tuple[str, bytes]]:
     """(filename, PDF) for each reference of an outbox mail; NotFound if one is gone."""
     files = []
-    for ref in filter(None, (refs or "").split(",")):
-        kind, _, raw_id = ref.partition(":")
-        model = {"invoice": Invoice, "receipt": Receipt}.get(kind)
-        found = db.get(model, int(raw_id)) if model and raw_id.isdigit() else None
-        if found is None:
+    for ref in _refs(refs):
+        document = _attached(db, ref)
+        if document is None:
             raise NotFound(f"The attached document {ref} no longer exists.")
-        document = (invoice_document if kind == "invoice" else receipt_document)(db, found)
         files.append((document.filename, render_pdf(document)))
     return files
 
 
-def attachment_names(refs: str) -> list[str]:
-    """What an outbox mail will attach, for the admin preview."""
-    return [ref.replace(":", " #") for ref in filter(None, (refs or "").split(","))]
+def attachment_names(db: Session, refs: str) -> list[str]:
+    """The file names an outbox mail will attach, for the admin preview."""
+    documents = [(ref, _attached(db, ref)) for ref in _refs(refs)]
+    return [d.filename if d else f"{ref} (no longer exists)" for ref, d in documents]
 
 
 # --- The ledger as CSV -------------------------------------------------------------------------

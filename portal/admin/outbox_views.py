@@ -40,5 +40,5 @@ def outbox_mail(email_id: int):
         "admin/outbox_mail.html",
         "admin/outbox_mail.html",
         mail=mail,
-        attachments=documents.attachment_names(mail.attachments),
+        attachments=documents.attachment_names(db.session(), mail.attachments),
     )

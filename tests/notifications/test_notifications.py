@@ -234,7 +234,7 @@ def test_mails_held_without_a_server_are_sent_once_one_is_configured(app, db, sm
 def test_admin_outbox_previews_text_and_sandboxed_html_and_says_queued(client, db):
     mine, theirs = make_reseller(db), make_reseller(db)
     account = make_account(db, reseller=mine, name='<script>alert("x")</script>')
-    invoice = make_invoice(db, account)
+    invoice = make_invoice(db, account, number=3)
     emails.invoice_email(db, account=account, invoice=invoice)
     notify(
         db, account=make_account(db, reseller=theirs), subject="Theirs", body="b", dedupe_key="t"
@@ -253,6 +253,6 @@ def test_admin_outbox_previews_text_and_sandboxed_html_and_says_queued(client, d
     srcdoc = page.split('srcdoc="', 1)[1].split('"', 1)[0]
     # The HTML part is escaped into the attribute: no markup of it reaches the admin page.
     assert "<" not in srcdoc and "&lt;p&gt;" in srcdoc and "<script>" not in page
-    assert f"invoice #{invoice.id}" in page
+    assert f"INV-{account.reseller_id}-000003.pdf" in page
     assert client.get(f"/admin/outbox/{other.id}").status_code == 404
     assert client.get("/admin/outbox/999999").status_code == 404
