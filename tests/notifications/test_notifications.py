@@ -76,6 +76,9 @@ def test_outbox_sends_through_smtp(app, db, smtp):
     envelope = inbox.messages[0]
     assert envelope.rcpt_tos == ["bob@example.test"] and envelope.mail_from == "billing@test"
     assert b"Subject: Invoice ready" in envelope.content and b"See the link" in envelope.content
+    # Without an HTML part or attachments the mail stays a single text/plain part.
+    message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+    assert not message.is_multipart() and message.get_content_type() == "text/plain"
     db.rollback()
     db.expire_all()
     mail = db.scalar(select(OutboxEmail))
