@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from portal import ledger
+from portal import emails, ledger
 from portal.models import (
     Account,
     AttemptStatus,
@@ -33,8 +33,6 @@ from portal.models import (
     PaymentStatus,
     utcnow,
 )
-from portal.money import format_money
-from portal.notifications import notify
 
 log = logging.getLogger(__name__)
 
@@ -203,20 +201,13 @@ def _failed(db, attempt, failures, now) -> AutoRechargeAttempt:
 
 
 def _tell_customer(db, account, attempt, setting) -> None:
-    amount = format_money(attempt.amount_minor, account.currency)
-    subject = f"Automatic top-up of {amount} failed"
-    body = (
-        f"Hello {account.name},\n\nWe could not top up account {account.number} by {amount}.\n"
-        f"{attempt.message}\n\nWe will try again after {setting.next_attempt_at:%d %b %Y %H:%M} "
-        "UTC. Please check your payment cards or add credit.\n"
-    )
-    notify(
+    emails.autorecharge_failed_email(
         db,
         account=account,
-        subject=subject,
-        body=body,
+        amount_minor=attempt.amount_minor,
+        reason=attempt.message,
+        next_attempt_at=setting.next_attempt_at,
         dedupe_key=f"autorecharge-failed:{attempt.id}",
-        level="error",
     )
 
 

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from portal import audit, invoices, ledger
+from portal import audit, emails, invoices, ledger
 from portal.domain import DomainError, ValidationFailed
 from portal.models import (
     Account,
@@ -120,16 +120,25 @@ def _limit_state(account: Account) -> dict:
 
 
 def _history(db, account, kind, old, *, actor, valid_until=None, now=None) -> None:
-    db.add(
-        CreditLimitChange(
-            account_id=account.id,
-            kind=kind,
-            old_value=old,
-            new_value=describe_limit(account, now),
-            valid_until=valid_until,
-            actor_user_id=actor.id if actor else None,
-            created_at=now or utcnow(),
-        )
+    change = CreditLimitChange(
+        account_id=account.id,
+        kind=kind,
+        old_value=old,
+        new_value=describe_limit(account, now),
+        valid_until=valid_until,
+        actor_user_id=actor.id if actor else None,
+        created_at=now or utcnow(),
+    )
+    db.add(change)
+    db.flush()
+    # Every change of the limit is money news for the customer: one mail per history row.
+    emails.credit_limit_email(
+        db,
+        account=account,
+        old_limit=change.old_value,
+        new_limit=change.new_value,
+        valid_until=valid_until,
+        dedupe_key=f"credit-limit:{change.id}",
     )
 
 

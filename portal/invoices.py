@@ -16,12 +16,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 
-from flask import current_app, has_app_context
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from portal import ledger
+from portal import emails, ledger
 from portal.domain import NotFound, ValidationFailed
 from portal.models import (
     Account,
@@ -39,8 +38,6 @@ from portal.models import (
     UnallocatedPayment,
     utcnow,
 )
-from portal.money import format_money
-from portal.notifications import notify
 from portal.plans import (
     MAX_CATCH_UP,
     BillingPeriod,
@@ -341,26 +338,20 @@ def _settle(db: Session, account: Account, invoice: Invoice, now: datetime) -> N
 def send_invoice(
     db: Session, *, invoice: Invoice, account: Account, now: datetime, resend: bool = False
 ) -> None:
-    """Email the invoice with a link (through the outbox) and mark it sent."""
+    """Email the invoice with a link and its PDF (through the outbox) and mark it sent."""
     if invoice.status == InvoiceStatus.VOID:
         raise ValidationFailed("A void invoice cannot be sent.")
-    base = current_app.config.get("PUBLIC_URL", "") if has_app_context() else ""
-    total = format_money(invoice.total_minor, invoice.currency)
-    due = invoice.total_minor - invoice.paid_minor
-    owed = (
-        f"Amount due: {format_money(due, invoice.currency)} by {invoice.due_on:%d %b %Y}."
-        if due > 0
-        else "Nothing is due: it has been paid."
-    )
-    subject = f"Invoice {invoice_number(invoice)}: {total}"
-    body = (
-        f"Hello {account.name},\n\nYour invoice {invoice_number(invoice)} for "
-        f"{invoice.period_start:%d %b %Y} to {invoice.period_end:%d %b %Y} is ready: {total}.\n"
-        f"{owed}\n\nView, print or pay it: {base}/billing/invoices/{invoice.id}\n"
-    )
     key = f"invoice:{invoice.id}" + (f":resend:{now.isoformat()}" if resend else "")
-    notify(db, account=account, subject=subject, body=body, dedupe_key=key)
+    emails.invoice_email(
+        db, account=account, invoice=invoice, due_on=_due_shown(invoice), dedupe_key=key
+    )
     invoice.sent_at = now
+
+
+def _due_shown(invoice: Invoice):
+    """The due date a postpaid invoice shows while something is owed (None otherwise)."""
+    owed = invoice.total_minor > invoice.paid_minor
+    return invoice.due_on if owed and invoice.due_on is not None else None
 
 
 def invoice_number(invoice: Invoice) -> str:
@@ -410,20 +401,12 @@ def _remind(db: Session, account: Account, invoice: Invoice, today: date, days: 
     if invoice.reminders_sent >= len(reached):
         return 0
     invoice.reminders_sent = len(reached)
-    due = format_money(invoice.total_minor - invoice.paid_minor, invoice.currency)
-    base = current_app.config.get("PUBLIC_URL", "") if has_app_context() else ""
-    body = (
-        f"Hello {account.name},\n\nInvoice {invoice_number(invoice)} was due on "
-        f"{invoice.due_on:%d %b %Y} and {due} is still unpaid.\n\n"
-        f"Pay it now with a saved card: {base}/billing/invoices/{invoice.id}\n"
-    )
-    sent = notify(
+    sent = emails.reminder_email(
         db,
         account=account,
-        subject=f"Reminder: invoice {invoice_number(invoice)} is overdue ({due})",
-        body=body,
+        invoice=invoice,
+        due_on=invoice.due_on,
         dedupe_key=f"invoice-reminder:{invoice.id}:{reached[-1]}",
-        level="warning",
     )
     return int(sent)
 

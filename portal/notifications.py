@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import smtplib
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 
@@ -11,6 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from portal import documents
 from portal.domain import DomainError
 from portal.ledger import available_funds, lock_account
 from portal.models import (
@@ -45,8 +47,14 @@ def notify(
     body: str,
     dedupe_key: str,
     level: str = "info",
+    html: str = "",
+    attachments: Sequence[str] = (),
 ) -> bool:
-    """Queue one email and one notice for the account; False if dedupe_key was already used."""
+    """Queue one email and one notice for the account; False if dedupe_key was already used.
+
+    `body` is the text part, `html` an optional HTML alternative, `attachments` references
+    of documents attached as PDFs when the mail is sent (see portal.documents).
+    """
     if db.scalar(select(OutboxEmail.id).where(OutboxEmail.dedupe_key == dedupe_key)):
         return False
     try:
@@ -58,6 +66,8 @@ def notify(
                     to_address=account.email or "",
                     subject=subject[:200],
                     body=body,
+                    html_body=html,
+                    attachments=",".join(attachments),
                     dedupe_key=dedupe_key[:120],
                     next_attempt_at=utcnow(),
                     created_at=utcnow(),
@@ -97,19 +107,25 @@ def send_outbox(db: Session, *, config: dict, now: datetime | None = None) -> in
     """Send due outbox mails (committing each one); returns how many left the outbox."""
     now = now or utcnow()
     done = 0
+    # Mails held while no SMTP server was configured are queued too, once there is one.
+    queued = (
+        [MailStatus.PENDING, MailStatus.OUTBOX]
+        if config.get("MAIL_SERVER")
+        else [MailStatus.PENDING]
+    )
     while True:
-        mail = _next_due(db, now)
+        mail = _next_due(db, now, queued)
         if mail is None:
             return done
         done += _deliver(db, mail, config, now)
         db.commit()
 
 
-def _next_due(db: Session, now: datetime) -> OutboxEmail | None:
+def _next_due(db: Session, now: datetime, statuses: list[MailStatus]) -> OutboxEmail | None:
     # SKIP LOCKED: two senders never take the same mail (SQLite serialises writers anyway).
     return db.scalar(
         select(OutboxEmail)
-        .where(OutboxEmail.status == MailStatus.PENDING, OutboxEmail.next_attempt_at <= now)
+        .where(OutboxEmail.status.in_(statuses), OutboxEmail.next_attempt_at <= now)
         .order_by(OutboxEmail.next_attempt_at, OutboxEmail.id)
         .limit(1)
         .with_for_update(skip_locked=True)
@@ -126,7 +142,14 @@ def _deliver(db: Session, mail: OutboxEmail, config: dict, now: datetime) -> int
         mail.status, mail.sent_at = MailStatus.OUTBOX, now
         return 1
     try:
-        smtp_send(config, mail)
+        files = documents.attachment_files(db, mail.attachments)
+    except Exception as exc:
+        # One mail whose document cannot be rendered must not block the queue behind it.
+        log.exception("mail %s: attachments could not be rendered", mail.id)
+        _schedule_retry(mail, now, f"Attachment: {exc.__class__.__name__}: {exc}")
+        return 0
+    try:
+        smtp_send(config, mail, files)
     except (OSError, smtplib.SMTPException) as exc:
         _schedule_retry(mail, now, f"{exc.__class__.__name__}: {exc}")
         return 0
@@ -143,14 +166,26 @@ def _schedule_retry(mail: OutboxEmail, now: datetime, error: str) -> None:
         mail.next_attempt_at = now + RETRY_DELAYS[mail.attempts - 1]
 
 
-def smtp_send(config: dict, mail: OutboxEmail) -> None:
-    """Send one mail through the configured SMTP server."""
+def build_message(
+    config: dict, mail: OutboxEmail, files: Sequence[tuple[str, bytes]] = ()
+) -> EmailMessage:
+    """The MIME message: text, its HTML alternative if any, then the PDF attachments."""
     message = EmailMessage()
     message["From"] = config.get("MAIL_FROM") or "billing@portal.example"
     message["To"] = mail.to_address
     message["Subject"] = mail.subject
     message["Message-ID"] = f"<outbox-{mail.id}@portal>"
     message.set_content(mail.body)
+    if mail.html_body:
+        message.add_alternative(mail.html_body, subtype="html")
+    for filename, content in files:
+        message.add_attachment(content, maintype="application", subtype="pdf", filename=filename)
+    return message
+
+
+def smtp_send(config: dict, mail: OutboxEmail, files: Sequence[tuple[str, bytes]] = ()) -> None:
+    """Send one mail through the configured SMTP server."""
+    message = build_message(config, mail, files)
     with smtplib.SMTP(config["MAIL_SERVER"], int(config.get("MAIL_PORT") or 25), timeout=10) as s:
         if config.get("MAIL_USE_TLS"):
             s.starttls()
@@ -220,13 +255,11 @@ def _warn(db: Session, account: Account, raw: str) -> int:
         label = f"{raw} of your credit limit"
     else:
         label = format_money(resolve_thresholds(account).get(raw, 0), account.currency)
-    subject = f"{what} warning: available funds {funds} reached your threshold of {label}"
-    body = (
-        f"Hello {account.name},\n\nThe available funds of account {account.number} are now "
-        f"{funds}, at or below your warning threshold of {label}.\n"
-        "Add credit or enable automatic top-up to keep your service running.\n"
-    )
     key = f"funds-warning:{account.id}:{raw}:{last_entry or 0}"
+    from portal import emails  # emails queues through notify
+
     return int(
-        notify(db, account=account, subject=subject, body=body, dedupe_key=key, level="warning")
+        emails.funds_warning_email(
+            db, account=account, what=what, funds=funds, label=label, dedupe_key=key
+        )
     )

@@ -13,7 +13,7 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from portal import ledger
+from portal import emails, ledger
 from portal.domain import DomainError, NotFound, ValidationFailed
 from portal.models import (
     Account,
@@ -411,6 +411,15 @@ def change_plan(
         grant = _settle_change(db, locked, preview, actor_user_id, idempotency_key, now)
         # Assign the relationship (not just the id) so this session sees the new limits at once.
         subscription.plan = preview.new_plan
+        emails.plan_change_email(
+            db,
+            account=locked,
+            old_plan=preview.current_plan.name,
+            new_plan=preview.new_plan.name,
+            charge_minor=preview.charge_minor,
+            reserve_minor=preview.reserve_minor,
+            dedupe_key=f"plan-change:{locked.id}:{idempotency_key}"[:120],
+        )
         db.commit()
     except DomainError:
         db.rollback()

@@ -17,6 +17,7 @@ CUSTOMER_NAV = [
     ("billing.redeem", "Redeem voucher"),
     ("billing.transfer", "Transfer funds"),
     ("billing.invoices", "Invoices"),
+    ("billing.receipts", "Receipts"),
     ("billing.notices", "Notices"),
 ]
 ADMIN_NAV = [
@@ -58,12 +59,18 @@ def url_with(endpoint: str, **overrides) -> str:
     return url_for(endpoint, **params)
 
 
+# Shared with the app-less environment that renders documents and emails (portal.documents).
+FILTERS = {
+    "money": format_money,
+    "money_plain": format_plain,
+    "datetime": lambda d: d.strftime("%d %b %Y %H:%M") if d else "",
+    "date": lambda d: d.strftime("%d %b %Y") if d else "",
+}
+
+
 def init_app(app: Flask) -> None:
     app.jinja_env.globals["url_with"] = url_with
-    app.jinja_env.filters["money"] = format_money
-    app.jinja_env.filters["money_plain"] = format_plain
-    app.jinja_env.filters["datetime"] = lambda d: d.strftime("%d %b %Y %H:%M") if d else ""
-    app.jinja_env.filters["date"] = lambda d: d.strftime("%d %b %Y") if d else ""
+    app.jinja_env.filters.update(FILTERS)
 
     @app.context_processor
     def inject_navigation():

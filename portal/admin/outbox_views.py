@@ -1,8 +1,8 @@
 """Admin view: the email outbox (what was sent, what waits, what failed)."""
 
-from flask import request
+from flask import abort, request
 
-from portal import db
+from portal import db, documents
 from portal.admin import bp
 from portal.models import MailStatus, OutboxEmail
 from portal.security import tenant_select
@@ -27,4 +27,18 @@ def outbox():
         mails=mails,
         current_status=status,
         statuses=list(MailStatus),
+    )
+
+
+@bp.get("/outbox/<int:email_id>")
+def outbox_mail(email_id: int):
+    """One mail as the customer gets it: the text part, the HTML part (sandboxed) and files."""
+    mail = db.session().scalar(tenant_select(OutboxEmail).where(OutboxEmail.id == email_id))
+    if mail is None:
+        abort(404)
+    return render(
+        "admin/outbox_mail.html",
+        "admin/outbox_mail.html",
+        mail=mail,
+        attachments=documents.attachment_names(db.session(), mail.attachments),
     )

@@ -19,6 +19,7 @@ def require_customer():
 # One module per area of the billing pages.
 from portal.billing import (  # noqa: E402,F401
     cards_views,
+    documents_views,
     invoices_views,
     plans_views,
     redeem_views,

@@ -2,7 +2,7 @@
 
 from flask import abort, flash, redirect, url_for
 
-from portal import db, notifications
+from portal import db, documents, notifications
 from portal import invoices as invoicing
 from portal.billing import bp
 from portal.billing.context import current_account
@@ -80,7 +80,7 @@ def _invoice_page(invoice_id: int, pay_form: PayInvoiceForm | None = None, statu
         account=account,
         invoice=invoice,
         number=invoicing.invoice_number(invoice),
-        allocations=invoicing.allocations_of(session, invoice.id),
+        document=documents.invoice_document(session, invoice),
         pay_form=pay_form,
         payable=payable,
         amount_due=invoice_payments.amount_due(invoice),

@@ -2,7 +2,7 @@
 
 from flask import flash, redirect, render_template, request, url_for
 
-from portal import db
+from portal import db, documents
 from portal.billing import bp
 from portal.billing.context import current_account
 from portal.billing.forms import HistoryFilterForm
@@ -26,6 +26,14 @@ def _history_filters(form: HistoryFilterForm) -> HistoryFilter:
 def _before_id() -> int | None:
     raw = request.args.get("before", "")
     return int(raw) if raw.isdigit() and len(raw) < 19 else None
+
+
+def _receipt_links(page) -> dict:
+    # History rows of card payments link to their receipts.
+    return {
+        "receipts_by_entry": documents.receipts_of_entries(db.session(), page.entries),
+        "receipt_number": documents.receipt_number,
+    }
 
 
 def _add_credit_context(account, form: TopUpForm | None = None, **extra) -> dict:
@@ -56,7 +64,7 @@ def balance():
     form = HistoryFilterForm(request.args)
     filters = _history_filters(form)
     page = history_page(db.session(), account.id, filters, before_id=_before_id())
-    context = {"form": form, "page": page}
+    context = {"form": form, "page": page, **_receipt_links(page)}
     if is_htmx():
         fragment = "billing/_history_rows.html" if _before_id() else "billing/_history.html"
         return render("billing/balance.html", fragment, account=account, **context)
@@ -110,7 +118,9 @@ def _topup_answer(account, form: TopUpForm, *, error: str = "", message: str = "
         html += render_template(
             "billing/_balance_summary.html", oob=True, **_summary_context(account)
         )
-        html += render_template("billing/_history.html", oob=True, form=history_form, page=page)
+        html += render_template(
+            "billing/_history.html", oob=True, form=history_form, page=page, **_receipt_links(page)
+        )
     html += render_template(
         "_toast.html", message=error or message, category="error" if error else "success"
     )

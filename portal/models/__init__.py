@@ -12,6 +12,7 @@ from portal.models.catalog import (
     SubscriptionStatus,
     TopupProduct,
 )
+from portal.models.documents import Receipt, ReceiptCounter
 from portal.models.invoicing import (
     CreditChangeKind,
     CreditLimitChange,

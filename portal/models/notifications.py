@@ -29,7 +29,12 @@ class OutboxEmail(Base):
     account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"), index=True)
     to_address: Mapped[str] = mapped_column(String(254))
     subject: Mapped[str] = mapped_column(String(200))
-    body: Mapped[str] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(Text)  # the text/plain part
+    # The text/html alternative ("" for a plain-text mail).
+    html_body: Mapped[str] = mapped_column(Text, default="", server_default="")
+    # Documents attached when the mail is sent, e.g. "invoice:12,receipt:7": the PDF is
+    # rendered at sending time, so queueing (inside a billing run) stays cheap.
+    attachments: Mapped[str] = mapped_column(String(200), default="", server_default="")
     status: Mapped[MailStatus] = mapped_column(str_enum(MailStatus), default=MailStatus.PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

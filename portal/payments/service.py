@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from portal import ledger
+from portal import ledger, receipts
 from portal.domain import DomainError, NotFound, ValidationFailed
 from portal.models import (
     Account,
@@ -402,6 +402,7 @@ def settle_payment_succeeded(
             _allocate_to_invoices(db, account, payment)
         payment.status = PaymentStatus.SUCCEEDED
         payment.failure_message = ""
+        receipts.issue_receipt(db, account=account, payment=payment)
     db.commit()
     return payment
 

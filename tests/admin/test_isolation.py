@@ -31,6 +31,7 @@ from portal.models import (
     PaymentPurpose,
     Plan,
     PlanLicense,
+    Receipt,
     ReserveGrant,
     Role,
     TopupCard,
@@ -68,6 +69,7 @@ ARGUMENTS = {
     "outbox_id": "outbox_email",
     "unallocated_id": "unallocated_payment",
     "change_id": "credit_limit_change",
+    "receipt_id": "receipt",
     "reseller_id": "reseller",
     # Catalogue objects belong to no reseller (operator-only pages).
     "plan_id": "plan",
@@ -202,7 +204,14 @@ def tenant_objects(db, name: str, email: str, shared: dict) -> dict:
     )
     audit_row = AuditLog(reseller_id=t.reseller.id, action="test", object_type="account")
     notice = Notice(account_id=account.id, message="hello")
-    outbox = OutboxEmail(to_address=account.email, subject="s", body="b")
+    outbox = OutboxEmail(
+        reseller_id=t.reseller.id,
+        account_id=account.id,
+        to_address=account.email,
+        subject="s",
+        body="b",
+        html_body="<p>b</p>",
+    )
     unallocated = UnallocatedPayment(
         account_id=account.id, amount_minor=1, remaining_minor=1, currency="GBP", source="x"
     )
@@ -211,6 +220,18 @@ def tenant_objects(db, name: str, email: str, shared: dict) -> dict:
     )
     db.add_all([payment, grant, entry, audit_row, notice, outbox, unallocated, change])
     db.flush()
+    receipt = Receipt(
+        reseller_id=t.reseller.id,
+        account_id=account.id,
+        payment_id=payment.id,
+        number=1,
+        amount_minor=100,
+        currency="GBP",
+        description="Top-up by card",
+        method="Visa •••• 4242",
+    )
+    db.add(receipt)
+    db.flush()
     return {
         "reseller": t.reseller, "admin_user": t.admin, "account": account,
         "customer_class": t.klass, "customer_user": customer_user, "topup_card": card,
@@ -218,7 +239,8 @@ def tenant_objects(db, name: str, email: str, shared: dict) -> dict:
         "api_token": token, "invoice": invoice, "payment": payment,
         "payment_card": payment_card, "reserve_grant": grant, "ledger_entry": entry,
         "audit_log": audit_row, "notice": notice, "outbox_email": outbox,
-        "unallocated_payment": unallocated, "credit_limit_change": change, **shared,
+        "unallocated_payment": unallocated, "credit_limit_change": change, "receipt": receipt,
+        **shared,
     }  # fmt: skip
 
 

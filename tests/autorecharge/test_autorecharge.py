@@ -162,6 +162,8 @@ def test_both_cards_fail_backs_off_and_emails(app, db):
     assert (
         mail.subject == "Automatic top-up of £20.00 failed" and mail.to_address == "ar@example.test"
     )
+    assert "We will try again after" in mail.body and "declined" in mail.body
+    assert "<strong>£20.00</strong>" in mail.html_body and not mail.attachments
     # Backing off: nothing before the hour is up, then the next failure waits 6 hours.
     assert recharge(app, account_id, now=now + timedelta(minutes=59)) is None
     assert recharge(app, account_id, now=now + timedelta(minutes=61)).status == AttemptStatus.FAILED

@@ -128,7 +128,7 @@ def test_postpaid_invoice_generated_once_with_lines_and_email(app, db):
     )
     assert fees == 2
     mail = db.scalar(select(OutboxEmail).where(OutboxEmail.dedupe_key == f"invoice:{invoice.id}"))
-    assert "INV-" in mail.subject and "Amount due: £50.00 by 30 Mar 2030" in mail.body
+    assert "INV-" in mail.subject and "Amount due: £50.00, due on 30 Mar 2030" in mail.body
     assert "INV-" in mail.subject and f"/billing/invoices/{invoice.id}" in mail.body
     assert invoice.sent_at is not None
 

@@ -64,6 +64,7 @@ BILLING_ARGUMENTS = {
     "invoice_id": "invoice",
     "grant_id": "reserve_grant",
     "addon_id": "addon",
+    "receipt_id": "receipt",
 }
 PUBLIC = {"auth.login", "auth.index", "healthz", "api.openapi"}
 # Catalogue objects are shared by every reseller: their ids are nobody's "foreign" ids.
