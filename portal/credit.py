@@ -483,6 +483,8 @@ def adjust_balance(
         idempotency_key,
     )
     if not posting.replayed:
+        source = f"Adjustment {order_number}".strip()
+        invoices.settle_credit(db, account=account, amount_minor=amount_minor, source=source)
         _audit_money(db, account, "credit.adjustment", posting, actor)
     db.commit()
     return posting

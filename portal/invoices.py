@@ -12,6 +12,7 @@ postpaid invoices stay open (due after the net days) until payments are allocate
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -48,8 +49,12 @@ from portal.plans import (
 )
 from portal.settings import get_setting
 
-# Debits of these kinds are billed services; top-ups, transfers and payments are not.
+log = logging.getLogger(__name__)
+
+# Debits billed on a prepaid invoice (a statement of the services the balance paid).
 BILLED_KINDS = (EntryKind.USAGE, EntryKind.ADDON, EntryKind.PLAN_CHANGE)
+# A postpaid balance is what is owed: every debit is billed (transfers out, refunds of card
+# payments, admin debits, chargebacks too), so the open invoices always add up to it.
 # Invoices that still expect money.
 UNPAID = (InvoiceStatus.OPEN, InvoiceStatus.OVERDUE)
 
@@ -146,13 +151,19 @@ def periods_due(db: Session, subscription: Subscription, now: datetime) -> list[
 
 
 def _window(db: Session, account_id: int, period: Period) -> tuple[datetime | None, datetime]:
-    """The debits an invoice for `period` lists: since the previous invoice's period start."""
+    """The debits an invoice for `period` lists: from where the previous invoice stopped."""
     previous = _last_invoice(db, account_id, before=period.start)
-    start = _midnight(previous.period_start) if previous is not None else None
+    if previous is None:
+        start = None
+    elif previous.billed_until is not None:
+        start = previous.billed_until
+    else:  # an invoice of the old model billed its own period in arrears
+        start = _midnight(previous.period_end + timedelta(days=1))
     return start, _midnight(period.start)
 
 
-def _service_lines(db: Session, account_id: int, period: Period) -> list[Line]:
+def _service_lines(db: Session, account: Account, period: Period) -> list[Line]:
+    account_id = account.id
     start, end = _window(db, account_id, period)
     in_window = [LedgerEntry.account_id == account_id, LedgerEntry.created_at < end]
     if start is not None:
@@ -162,9 +173,13 @@ def _service_lines(db: Session, account_id: int, period: Period) -> list[Line]:
             *in_window, LedgerEntry.kind == EntryKind.USAGE
         )
     ).one()
+    if account.billing_model == BillingModel.POSTPAID:
+        kinds = LedgerEntry.kind.not_in([EntryKind.USAGE, EntryKind.PLAN_FEE])
+    else:
+        kinds = LedgerEntry.kind.in_(BILLED_KINDS[1:])
     others = db.scalars(
         select(LedgerEntry)
-        .where(*in_window, LedgerEntry.kind.in_(BILLED_KINDS[1:]), LedgerEntry.amount_minor < 0)
+        .where(*in_window, kinds, LedgerEntry.amount_minor < 0)
         .order_by(LedgerEntry.created_at, LedgerEntry.id)
     ).all()
     lines = [Line(str(e.kind), e.description, -e.amount_minor) for e in others]
@@ -184,7 +199,7 @@ def _fee_line(db: Session, account: Account, subscription: Subscription, period:
 
 
 def _draft(db: Session, account: Account, subscription: Subscription, period: Period) -> Draft:
-    lines = [_fee_line(db, account, subscription, period), *_service_lines(db, account.id, period)]
+    lines = [_fee_line(db, account, subscription, period), *_service_lines(db, account, period)]
     return Draft(account, period, lines, _tax_rate(db))
 
 
@@ -205,12 +220,12 @@ def review_billing_details(db: Session, *, account: Account, now: datetime | Non
 
 def _tax_rate(db: Session) -> int:
     raw = get_setting(db, "tax_rate_bp")
-    return int(raw) if raw.isdigit() and int(raw) <= 10000 else 0
+    return int(raw) if raw.isascii() and raw.isdigit() and int(raw) <= 10000 else 0
 
 
 def _net_days(db: Session) -> int:
     raw = get_setting(db, "invoice_net_days")
-    return int(raw) if raw.isdigit() and int(raw) <= 365 else 14
+    return int(raw) if raw.isascii() and raw.isdigit() and int(raw) <= 365 else 14
 
 
 # --- Generate and send ------------------------------------------------------------------------
@@ -227,7 +242,11 @@ def generate_due_invoices(db: Session, *, now: datetime | None = None) -> list[I
     db.rollback()
     made = []
     for account_id in account_ids:
-        made += generate_for_account(db, account_id=account_id, now=now)
+        try:
+            made += generate_for_account(db, account_id=account_id, now=now)
+        except Exception:  # one account's failure must not leave the others unbilled
+            db.rollback()
+            log.exception("billing run: account %s not billed; retried at the next run", account_id)
     return made
 
 
@@ -310,6 +329,7 @@ def _store(db: Session, draft: Draft, now: datetime) -> Invoice:
         status=InvoiceStatus.OPEN,
         issued_at=now,
         due_on=now.date() + timedelta(days=_net_days(db)) if postpaid else now.date(),
+        billed_until=_midnight(draft.period.start),
     )
     invoice.lines = [
         InvoiceLine(
@@ -366,7 +386,7 @@ def reminder_days(db: Session) -> list[int]:
     days = set()
     for part in get_setting(db, "invoice_reminder_days").split(","):
         part = part.strip()
-        if part.isdigit() and int(part) <= 365:
+        if part.isascii() and part.isdigit() and int(part) <= 365:
             days.add(int(part))
     return sorted(days)
 
@@ -459,18 +479,11 @@ def void_invoice(
             actor_user_id=actor_user_id,
             at=now,
         )
-    if invoice.paid_minor and account.billing_model == BillingModel.POSTPAID:
-        db.add(
-            UnallocatedPayment(
-                account_id=account.id,
-                amount_minor=invoice.paid_minor,
-                remaining_minor=invoice.paid_minor,
-                currency=account.currency,
-                source=f"Paid on {invoice_number(invoice)}, voided"[:200],
-                created_at=now,
-            )
-        )
     invoice.status = InvoiceStatus.VOID
+    if invoice.paid_minor and account.billing_model == BillingModel.POSTPAID:
+        # What was paid on it pays the oldest open invoices; the rest waits for the next.
+        source = f"Paid on {invoice_number(invoice)}, voided"
+        allocate_payment(db, account=account, amount_minor=invoice.paid_minor, source=source)
     db.commit()
     return note
 
@@ -562,6 +575,15 @@ def allocate_payment(
         )
     db.flush()
     return Allocation(allocated, remaining)
+
+
+def settle_credit(db: Session, *, account: Account, amount_minor: int, source: str) -> None:
+    """A credit to a postpaid balance (voucher, transfer in, admin credit) pays its invoices.
+
+    The caller holds the account lock and commits. Prepaid credits settle nothing.
+    """
+    if account.billing_model == BillingModel.POSTPAID and amount_minor > 0:
+        allocate_payment(db, account=account, amount_minor=amount_minor, source=source)
 
 
 def _open_invoices(db: Session, account_id: int) -> list[Invoice]:

@@ -89,7 +89,7 @@ def check_warnings(db: Session, now: datetime) -> int:
 
 
 def run_billing_cycle(db: Session, now: datetime) -> int:
-    """Generate (and send) the invoice of every period that ended."""
+    """Take each started period's fee and issue (and send) its invoice, once."""
     from portal.invoices import generate_due_invoices
 
     return len(generate_due_invoices(db, now=now))

@@ -113,6 +113,8 @@ def period_fee_minor(subscription: Subscription, price_minor: int, period: Billi
     """The fee of a period: the monthly price, prorated when the subscription starts inside it."""
     if subscription.started_on <= period.start:
         return price_minor
+    if subscription.started_on >= period.end:
+        return 0  # not subscribed yet
     return prorate(price_minor, period.days_left(subscription.started_on), period.days)
 
 
@@ -316,6 +318,14 @@ class PlanChangePreview:
     def allowed(self) -> bool:
         return not self.violations
 
+    @property
+    def terms(self) -> str:
+        """What the customer confirms: the period, the days and the amounts shown."""
+        return (
+            f"{self.period.start.isoformat()}/{self.days_left}/{self.new_plan.id}"
+            f"/{self.charge_minor}/{self.reserve_minor}"
+        )
+
 
 @dataclass(frozen=True)
 class PlanChangeResult:
@@ -391,6 +401,7 @@ def change_plan(
     actor_user_id: int | None,
     idempotency_key: str,
     now: datetime | None = None,
+    confirmed_terms: str | None = None,
 ) -> PlanChangeResult:
     """Switch the plan now: charge an upgrade, grant reserve credit for a downgrade. Commits.
 
@@ -406,6 +417,11 @@ def change_plan(
         preview = preview_plan_change(db, account=locked, plan_id=plan_id, today=now.date())
         if preview.violations:
             raise PlanChangeRefused(" ".join(v.message for v in preview.violations))
+        if confirmed_terms is not None and confirmed_terms != preview.terms:
+            raise PlanChangeRefused(
+                "The terms changed since your preview (a new day or billing period began)."
+                " Check the new preview and confirm again."
+            )
         subscription = get_subscription(db, locked)
         charge_fees_due(db, account=locked, subscription=subscription, today=now.date(), at=now)
         grant = _settle_change(db, locked, preview, actor_user_id, idempotency_key, now)

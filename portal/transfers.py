@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from portal import ledger
+from portal import invoices, ledger
 from portal.credit import transfers_resolved
 from portal.domain import DomainError, ValidationFailed
 from portal.models import Account, AccountStatus, EntryKind
@@ -129,3 +129,5 @@ def _post_both(db, sender, recipient, amount_minor, actor_user_id, idempotency_k
         idempotency_key=f"transfer-in:{sender.id}:{idempotency_key}"[:120],
         actor_user_id=actor_user_id,
     )
+    source = f"Transfer from {sender.number}"
+    invoices.settle_credit(db, account=recipient, amount_minor=amount_minor, source=source)

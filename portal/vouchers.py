@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from portal import ledger
+from portal import invoices, ledger
 from portal.domain import DomainError, PermissionDenied
 from portal.models import (
     Account,
@@ -150,6 +150,9 @@ def redeem_voucher(
         idempotency_key=f"voucher:{card.id}",
         actor_user_id=user.id,
     )
+    if not posting.replayed:
+        source = f"Top-up card {card.serial}"
+        invoices.settle_credit(db, account=account, amount_minor=card.amount_minor, source=source)
     db.commit()
     return Redemption(
         card.serial, card.amount_minor, card.currency, posting.entry.balance_after_minor

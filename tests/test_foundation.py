@@ -113,3 +113,29 @@ def test_healthz_is_bare(client):
     response = client.get("/healthz")
     assert response.status_code == 200
     assert response.get_data(as_text=True) == "ok"
+
+
+def test_migration_0002_gives_old_invoices_their_window_and_a_due_date(tmp_path):
+    from alembic import command
+    from sqlalchemy import text
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    command.upgrade(migrate.alembic_config(url), "0001")
+    engine = create_engine(url)
+    with engine.begin() as conn:  # SQLite without foreign keys: the invoice alone will do
+        conn.execute(
+            text(
+                "INSERT INTO invoices (id, reseller_id, account_id, number, period_start, period_end,"
+                " currency, subtotal_minor, tax_rate_bp, tax_minor, total_minor, paid_minor, status,"
+                " issued_at) VALUES (1, 1, 1, 1, '2026-10-14', '2026-11-13', 'GBP', 100, 0, 0, 100,"
+                " 0, 'open', '2026-11-14 01:00:00')"
+            )
+        )
+    engine.dispose()
+    migrate.upgrade(url)
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        row = conn.execute(text("SELECT billed_until, due_on FROM invoices")).one()
+    engine.dispose()
+    assert str(row.billed_until).startswith("2026-11-14 00:00:00")  # after its own period
+    assert str(row.due_on) == "2026-11-28"

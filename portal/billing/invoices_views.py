@@ -11,6 +11,7 @@ from portal.domain import DomainError, NotFound
 from portal.money import format_plain
 from portal.payments import invoice_payments
 from portal.payments.forms import PayInvoiceForm, new_request_key
+from portal.payments.gateway import GatewayUnavailable
 from portal.web import render
 
 
@@ -100,13 +101,16 @@ def pay_invoice(invoice_id: int):
             account=account,
             invoice_id=invoice_id,
             amount_minor=form.amount.minor,
-            idempotency_key=f"invoice:{account.id}:{form.idempotency_key.data}",
+            idempotency_key=f"invoice:{account.id}:{invoice_id}:{form.idempotency_key.data}",
         )
     except NotFound:
         abort(404)
     except DomainError as exc:
         db.session().rollback()
-        form.idempotency_key.data = new_request_key()  # a new attempt is a new payment
+        if not isinstance(exc, GatewayUnavailable):
+            # Refused for good: a new attempt is a new payment. While the payment service
+            # has not answered, the same key stays, so a retry can never charge twice.
+            form.idempotency_key.data = new_request_key()
         target = form.amount if exc.field == "amount" else None
         if target is not None:
             target.errors = [exc.message]

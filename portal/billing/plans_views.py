@@ -109,10 +109,17 @@ def change_plan():
             plan_id=plan_id,
             actor_user_id=current_user.id,
             idempotency_key=request_key(request.form.get("request_id"), "plan"),
+            confirmed_terms=_confirmed_terms(),
         )
     except DomainError as exc:
         return _plan_refused(plan_id, exc.message)
     return done(_changed_message(result), "billing.plan", "billing/_plan.html", **_plan_context())
+
+
+def _confirmed_terms() -> str | None:
+    """The terms the preview showed (None from a client that sent no preview)."""
+    terms = request.form.get("terms")
+    return None if terms is None else terms[:100]
 
 
 def _plan_refused(plan_id: int | None, message: str):

@@ -42,6 +42,8 @@ class Invoice(Base):
     issued_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     due_on: Mapped[date | None] = mapped_column(Date)
+    # The end of the ledger window this invoice billed: the next invoice starts there.
+    billed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     reminders_sent: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     lines: Mapped[list[InvoiceLine]] = relationship(order_by="InvoiceLine.id")

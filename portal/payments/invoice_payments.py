@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from portal import invoices
@@ -17,10 +18,11 @@ from portal.models import (
 )
 from portal.money import format_money
 from portal.payments import service
-from portal.payments.gateway import PaymentDeclined
+from portal.payments.gateway import GatewayUnavailable, PaymentDeclined
 
 # Answers after which trying the next card would risk a second charge.
 FINAL = (PaymentStatus.SUCCEEDED, PaymentStatus.PENDING)
+CARD_ORDER = (CardRole.PRIMARY, CardRole.SECONDARY)
 
 
 def amount_due(invoice: Invoice) -> int:
@@ -46,6 +48,15 @@ def pay_invoice(
     a clear message unless a card paid (or the payment service has not answered yet).
     """
     invoice = invoices.get_invoice(db, account_id=account.id, invoice_id=invoice_id)
+    earlier = _replayed(db, account, invoice, idempotency_key)
+    if earlier is not None:  # the same form again: its answer, never a second charge
+        service.raise_unless_succeeded(earlier)
+        return earlier
+    if _in_flight(db, invoice):
+        raise GatewayUnavailable(
+            "A payment for this invoice is still being confirmed by the payment service."
+            " The invoice updates as soon as it is; nothing more was charged."
+        )
     if not can_pay(account, invoice):
         raise ValidationFailed(f"Nothing is due on this invoice ({invoice.status.value}).")
     due = amount_due(invoice)
@@ -56,7 +67,7 @@ def pay_invoice(
         )
     cards = [
         card
-        for role in (CardRole.PRIMARY, CardRole.SECONDARY)
+        for role in CARD_ORDER
         if (card := service.card_with_role(db, account=account, role=role)) is not None
     ]
     if not cards:
@@ -77,6 +88,30 @@ def pay_invoice(
             return payment
         refusals.append(f"{card.brand.title()} •••• {card.last4}: {payment.failure_message}")
     raise PaymentDeclined("No card could pay this invoice. " + " ".join(refusals))
+
+
+def _replayed(db: Session, account: Account, invoice: Invoice, key: str) -> Payment | None:
+    """The answer already given to this form: a success, or a payment still in flight."""
+    attempts = db.scalars(
+        select(Payment).where(
+            Payment.account_id == account.id,
+            Payment.idempotency_key.in_([f"{key}:{role.value}" for role in CARD_ORDER]),
+        )
+    ).all()
+    for payment in attempts:
+        if payment.invoice_id != invoice.id:
+            raise ValidationFailed("This payment form belongs to another invoice. Reload the page.")
+        if payment.status in FINAL:
+            return payment
+    return None
+
+
+def _in_flight(db: Session, invoice: Invoice) -> bool:
+    """A Pay now payment for this invoice that the payment service has not answered yet."""
+    pending = select(Payment.id).where(
+        Payment.invoice_id == invoice.id, Payment.status == PaymentStatus.PENDING
+    )
+    return db.scalar(pending.limit(1)) is not None
 
 
 def paid_with(payment: Payment) -> str:

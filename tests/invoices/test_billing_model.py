@@ -103,14 +103,6 @@ def entry(db, account, key: str) -> LedgerEntry:
     return ledger.find_entry(db, account.id, key)
 
 
-@pytest.fixture
-def catalogue(db):
-    return {
-        "Professional": make_plan(db, "Professional", 2500),
-        "Complete": make_plan(db, "Complete", 4500),
-    }
-
-
 # --- BILLING.md, example 1: upgrade (SPEC 11's numbers) --------------------------------------
 
 

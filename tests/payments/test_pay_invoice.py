@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -22,7 +22,9 @@ from portal.models import (
     PaymentStatus,
     Plan,
     Subscription,
+    utcnow,
 )
+from portal.payments import gateway
 from tests.builders import login, make_customer, make_reseller
 from tests.payments.conftest import add_test_card
 
@@ -183,3 +185,73 @@ def test_other_accounts_prepaid_and_void_invoices_cannot_be_paid(app, client, db
     refused = pay(client, invoice_id, form)
     assert refused.status_code == 422 and "Nothing is due on this invoice (void)" in refused.text
     assert db.scalar(select(func.count()).select_from(Payment)) == 0
+
+
+def test_an_unanswered_payment_keeps_its_key_so_pressing_again_never_charges_twice(
+    app, client, db, bob, monkeypatch
+):
+    invoice_id = issue_invoice(app, bob.account_id)
+    add_test_card(app, bob.account_id)
+    login(client, bob.email)
+    form = pay_form(client, invoice_id)
+    real = gateway.charge_off_session
+
+    def answer_lost(**kwargs):  # Stripe took the charge but its answer never arrived
+        real(**kwargs)
+        raise gateway.GatewayUnavailable(gateway.UNAVAILABLE)
+
+    monkeypatch.setattr(gateway, "charge_off_session", answer_lost)
+    first = pay(client, invoice_id, form)
+    assert first.status_code == 422 and "did not confirm the payment yet" in first.text
+    monkeypatch.setattr(gateway, "charge_off_session", real)
+    shown_key = re.search(r'name="idempotency_key"[^>]*value="([0-9a-f]{32})"', first.text)
+    assert shown_key.group(1) == form["idempotency_key"]  # the same payment, not a new one
+    pay(client, invoice_id, form)  # the customer presses Pay now again
+    # A fresh form cannot start a second payment while the first is unanswered either.
+    other = pay(client, invoice_id, {**form, "idempotency_key": "b" * 32})
+    assert "still being confirmed" in other.text
+    db.rollback()
+    assert db.scalars(select(Payment.status)).all() == [PaymentStatus.PENDING]
+
+
+def test_a_double_submit_after_full_payment_shows_the_payment(app, client, db, bob):
+    invoice_id = issue_invoice(app, bob.account_id)
+    add_test_card(app, bob.account_id)
+    login(client, bob.email)
+    form = pay_form(client, invoice_id)
+    assert pay(client, invoice_id, form).status_code == 303
+    again = pay(client, invoice_id, form)  # the answer the browser shows
+    assert again.status_code == 303
+    assert "paid with Visa •••• 4242" in client.get(again.headers["Location"]).text
+    assert db.scalar(select(func.count()).select_from(Payment)) == 1
+
+
+def test_a_refund_of_an_invoice_payment_is_billed_on_the_next_invoice(app, client, db, bob):
+    from portal.payments import refunds
+
+    invoice_id = issue_invoice(app, bob.account_id, overdue=False)
+    add_test_card(app, bob.account_id)
+    login(client, bob.email)
+    pay(client, invoice_id, pay_form(client, invoice_id))
+    db.rollback()
+    payment = db.scalar(select(Payment))
+    refunds.record_refund(
+        db,
+        charge_id=payment.stripe_charge_id,
+        payment_intent_id=payment.stripe_payment_intent_id,
+        amount_refunded_minor=4500,
+    )
+    db.commit()
+    with app.app_context():
+        session = portal_db.new_session()
+        # The invoices up to the period after the refund (issued today, in real time).
+        later = invoices.generate_for_account(
+            session, account_id=bob.account_id, now=utcnow() + timedelta(days=40)
+        )
+        billed = [(line.kind, line.amount_minor) for inv in later for line in inv.lines]
+        session.close()
+    lines = [line for line in billed if line[0] != "plan_fee"]
+    fees = sum(amount for kind, amount in billed if kind == "plan_fee")
+    assert lines == [("refund", 4500)]  # the £45 refunded is owed again, once
+    db.rollback()
+    assert db.get(Account, bob.account_id).balance_minor == -4500 - fees

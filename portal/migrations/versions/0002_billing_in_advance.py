@@ -4,6 +4,8 @@ Revision ID: 0002
 Revises: 0001
 """
 
+from datetime import UTC, datetime, time, timedelta
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -21,6 +23,10 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column("reminders_sent", sa.Integer(), nullable=False, server_default="0")
         )
+        batch_op.add_column(
+            sa.Column("billed_until", portal.models.base.UTCDateTime(), nullable=True)
+        )
+    _backfill_invoices()
     with op.batch_alter_table("invoice_counters", schema=None) as batch_op:
         batch_op.add_column(
             sa.Column("last_credit_note", sa.Integer(), nullable=False, server_default="0")
@@ -54,6 +60,31 @@ def upgrade() -> None:
         )
 
 
+def _backfill_invoices() -> None:
+    """Invoices of the old model billed their period in arrears: [period start, period end].
+
+    Their window ends after their period (so the first new invoice does not bill that usage
+    again); they fall due 14 days after they were issued.
+    """
+    invoices = sa.table(
+        "invoices",
+        sa.column("id", sa.Integer),
+        sa.column("period_end", sa.Date),
+        sa.column("issued_at", portal.models.base.UTCDateTime),
+        sa.column("due_on", sa.Date),
+        sa.column("billed_until", portal.models.base.UTCDateTime),
+    )
+    bind = op.get_bind()
+    rows = bind.execute(sa.select(invoices.c.id, invoices.c.period_end, invoices.c.issued_at))
+    for invoice_id, period_end, issued_at in rows.all():
+        after = datetime.combine(period_end + timedelta(days=1), time.min, tzinfo=UTC)
+        bind.execute(
+            invoices.update()
+            .where(invoices.c.id == invoice_id)
+            .values(billed_until=after, due_on=issued_at.date() + timedelta(days=14))
+        )
+
+
 def downgrade() -> None:
     with op.batch_alter_table("credit_notes", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_credit_notes_account_id"))
@@ -64,5 +95,6 @@ def downgrade() -> None:
     with op.batch_alter_table("invoice_counters", schema=None) as batch_op:
         batch_op.drop_column("last_credit_note")
     with op.batch_alter_table("invoices", schema=None) as batch_op:
+        batch_op.drop_column("billed_until")
         batch_op.drop_column("reminders_sent")
         batch_op.drop_column("due_on")
