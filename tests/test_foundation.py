@@ -125,10 +125,10 @@ def test_migration_0002_gives_old_invoices_their_window_and_a_due_date(tmp_path)
     with engine.begin() as conn:  # SQLite without foreign keys: the invoice alone will do
         conn.execute(
             text(
-                "INSERT INTO invoices (id, reseller_id, account_id, number, period_start, period_end,"
-                " currency, subtotal_minor, tax_rate_bp, tax_minor, total_minor, paid_minor, status,"
-                " issued_at) VALUES (1, 1, 1, 1, '2026-10-14', '2026-11-13', 'GBP', 100, 0, 0, 100,"
-                " 0, 'open', '2026-11-14 01:00:00')"
+                "INSERT INTO invoices (id, reseller_id, account_id, number, period_start,"
+                " period_end, currency, subtotal_minor, tax_rate_bp, tax_minor, total_minor,"
+                " paid_minor, status, issued_at) VALUES (1, 1, 1, 1, '2026-10-14', '2026-11-13',"
+                " 'GBP', 100, 0, 0, 100, 0, 'open', '2026-11-14 01:00:00')"
             )
         )
     engine.dispose()
