@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
 
 from sqlalchemy import select
@@ -18,7 +19,6 @@ from portal.models import (
     CardCodeRecharge,
     CustomerClass,
     EntryKind,
-    Invoice,
     LicenseUsage,
     Plan,
     PlanLicense,
@@ -94,12 +94,10 @@ def seed_demo(db: Session) -> None:
     _subscribe(db, bob, plans["Complete"], {"extensions": 12, "phone_numbers": 4}, days_ago=5)
     _subscribe(db, carol, plans["Starter"], {"extensions": 2})
     _subscribe(db, dan, plans["Starter"], {"extensions": 1})
-    _history(db, alice, seed=1, start_minor=2500)
-    _history(db, carol, seed=3, start_minor=1500)
-    _history(db, dan, seed=4, start_minor=500)
-    _postpaid_history(db, bob, seed=2)
-    for account in (alice, bob, carol, dan):
-        _invoices(db, account)
+    _timeline(db, alice, seed=1, start_minor=2500)
+    _timeline(db, bob, seed=2)
+    _timeline(db, carol, seed=3, start_minor=1500)
+    _timeline(db, dan, seed=4, start_minor=500)
     _vouchers(db, acme, "ACME", 2000, 12)
     _vouchers(db, beta, "BETA", 1000, 4)
     _card_codes(db, acme, alice)
@@ -227,89 +225,87 @@ def _subscribe(db, account, plan, usage: dict[str, int], days_ago: int = 10) -> 
     db.flush()
 
 
-def _history(db: Session, account: Account, *, seed: int, start_minor: int) -> None:
-    """Ninety days of top-ups and call usage, so the chart and history have something to show."""
-    if ledger.find_entry(db, account.id, "demo-0") is not None:
-        return
-    rng = random.Random(seed)  # noqa: S311 - demo data, not security
-    ledger.post_entry(
-        db,
-        account_id=account.id,
-        kind=EntryKind.TOPUP,
-        amount_minor=start_minor,
-        description="Opening top-up",
-        idempotency_key="demo-0",
-    )
-    now = utcnow()
-    for day in range(89, -1, -1):
-        when = now - timedelta(days=day, hours=rng.randint(0, 5))
-        if account.balance_minor < 800:
-            posting = ledger.post_entry(
-                db,
-                account_id=account.id,
-                kind=EntryKind.TOPUP,
-                amount_minor=2000,
-                description="Top-up £20",
-                idempotency_key=f"demo-t{day}",
-            )
-            posting.entry.created_at = when
-        cost = rng.randint(20, 160)
-        posting = ledger.post_entry(
-            db,
-            account_id=account.id,
-            kind=EntryKind.USAGE,
-            amount_minor=-cost,
-            description=f"Calls on {when:%d %b}",
-            idempotency_key=f"demo-u{day}",
-        )
-        posting.entry.created_at = when + timedelta(hours=1)
-    db.flush()
+def _timeline(db: Session, account: Account, *, seed: int, start_minor: int = 0) -> None:
+    """Ninety days of calls and top-ups with each period's invoice, posted in time order.
 
-
-def _postpaid_history(db: Session, account: Account, *, seed: int) -> None:
-    """Seventy days of calls on a postpaid account (paid by its invoices)."""
+    Prepaid accounts top up when low and before each plan fee; postpaid Bob's calls are
+    billed, and he paid his first invoice by bank transfer. Everything is posted in the
+    order it happened, so every entry's balance after is right (history and chart).
+    """
     if ledger.find_entry(db, account.id, "demo-u0") is not None:
         return
     rng = random.Random(seed)  # noqa: S311 - demo data, not security
     now = utcnow()
-    for day in range(69, -1, -1):
+    prepaid = account.billing_model == BillingModel.PREPAID
+    events: list[tuple[datetime, int, Callable[[], None]]] = []
+
+    def post(kind, amount_minor, description, key, when):
         ledger.post_entry(
             db,
             account_id=account.id,
-            kind=EntryKind.USAGE,
-            amount_minor=-rng.randint(10, 60),
-            description=f"Calls on {(now - timedelta(days=day)):%d %b}",
-            idempotency_key=f"demo-u{day}",
-            at=now - timedelta(days=day, hours=rng.randint(0, 5)),
+            kind=kind,
+            amount_minor=amount_minor,
+            description=description,
+            idempotency_key=key,
+            at=when,
         )
-    db.flush()
 
+    def top_up_if_low(day, when):
+        if account.balance_minor < 800:
+            post(EntryKind.TOPUP, 2000, "Top-up £20", f"demo-t{day}", when)
 
-def _invoices(db: Session, account: Account) -> None:
-    """Each started period's invoice, issued at its start as the billing run would have."""
+    if prepaid:
+        first = now - timedelta(days=91)
+        events.append(
+            (
+                first,
+                0,
+                lambda: post(EntryKind.TOPUP, start_minor, "Opening top-up", "demo-0", first),
+            )
+        )
+    for day in range(89, -1, -1):
+        when = now - timedelta(days=day, hours=rng.randint(0, 5))
+        cost = rng.randint(20, 160) if prepaid else rng.randint(10, 60)
+        if prepaid:
+            events.append((when, 1, lambda day=day, when=when: top_up_if_low(day, when)))
+        call = when + timedelta(hours=1)
+        events.append(
+            (
+                call,
+                2,
+                lambda day=day, cost=cost, call=call: post(
+                    EntryKind.USAGE, -cost, f"Calls on {call:%d %b}", f"demo-u{day}", call
+                ),
+            )
+        )
     subscription = db.scalar(select(Subscription).where(Subscription.account_id == account.id))
-    if db.scalar(select(Invoice.id).where(Invoice.account_id == account.id).limit(1)):
-        return
-    db.commit()
-    now = utcnow()
     for number, period in enumerate(invoices.periods_due(db, subscription, now)):
         issued = datetime.combine(period.start, time(1), tzinfo=UTC)
-        if account.billing_model == BillingModel.PREPAID:
-            fee = subscription.plan.price_minor
-            ledger.post_entry(
-                db,
-                account_id=account.id,
-                kind=EntryKind.TOPUP,
-                amount_minor=fee,
-                description=f"Top-up {format_money(fee, account.currency)} by card",
-                idempotency_key=f"demo-fee-topup-{number}",
-                at=issued - timedelta(minutes=5),
-            )
-            db.commit()
-        (invoice,) = invoices.generate_for_account(db, account_id=account.id, now=issued)
-        if number == 0 and account.billing_model == BillingModel.POSTPAID:
-            _pay(db, account, invoice, issued + timedelta(days=6))
+        events.append((issued, 3, lambda n=number, at=issued: _issue(db, account, n, at)))
+    for _when, _order, action in sorted(events, key=lambda event: (event[0], event[1])):
+        action()
+    db.commit()
     invoices.collect_overdue(db, now=now)
+
+
+def _issue(db: Session, account: Account, number: int, issued: datetime) -> None:
+    """The billing run at a period start (a prepaid customer tops up the fee just before)."""
+    subscription = db.scalar(select(Subscription).where(Subscription.account_id == account.id))
+    if account.billing_model == BillingModel.PREPAID:
+        fee = subscription.plan.price_minor
+        ledger.post_entry(
+            db,
+            account_id=account.id,
+            kind=EntryKind.TOPUP,
+            amount_minor=fee,
+            description=f"Top-up {format_money(fee, account.currency)} by card",
+            idempotency_key=f"demo-fee-topup-{number}",
+            at=issued - timedelta(minutes=5),
+        )
+    db.commit()
+    (invoice,) = invoices.generate_for_account(db, account_id=account.id, now=issued)
+    if number == 0 and account.billing_model == BillingModel.POSTPAID:
+        _pay(db, account, invoice, issued + timedelta(hours=2))
 
 
 def _pay(db: Session, account: Account, invoice, when) -> None:
