@@ -152,6 +152,8 @@ def test_markup_renders_escaped_everywhere(app, poisoned, role):
             visits += [(path, h, client.get(path, headers=h)) for h in ({}, {"HX-Request": "true"})]
     for path, headers, response in visits:
         assert response.status_code < 500, (path, headers, response.status_code)
+        if response.content_type == "application/pdf":
+            continue  # no markup runs in a PDF; tests/documents checks markup prints as text
         body = response.get_data(as_text=True)
         if "csv" in response.content_type:
             csv_cells += check_csv(body, path)
