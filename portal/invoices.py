@@ -18,7 +18,6 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from portal import emails, ledger
@@ -39,6 +38,7 @@ from portal.models import (
     UnallocatedPayment,
     utcnow,
 )
+from portal.numbering import take_number
 from portal.plans import (
     MAX_CATCH_UP,
     BillingPeriod,
@@ -285,39 +285,13 @@ def _generate_next(db: Session, *, account_id: int, now: datetime, send: bool) -
     return invoice
 
 
-def _next_number(db: Session, reseller_id: int) -> int:
-    """The reseller's next invoice number, under the counter's row lock (no gaps)."""
-    counter = _counter(db, reseller_id)
-    counter.last_number += 1
-    return counter.last_number
-
-
-def _counter(db: Session, reseller_id: int) -> InvoiceCounter:
-    """The reseller's document counters, locked (created on first use)."""
-    stmt = (
-        select(InvoiceCounter)
-        .where(InvoiceCounter.reseller_id == reseller_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    counter = db.scalar(stmt)
-    if counter is None:
-        try:
-            with db.begin_nested():
-                db.add(InvoiceCounter(reseller_id=reseller_id, last_number=0))
-        except IntegrityError:
-            pass  # another runner created it first
-        counter = db.scalar(stmt)
-    return counter
-
-
 def _store(db: Session, draft: Draft, now: datetime) -> Invoice:
     account = draft.account
     postpaid = account.billing_model == BillingModel.POSTPAID
     invoice = Invoice(
         reseller_id=account.reseller_id,
         account_id=account.id,
-        number=_next_number(db, account.reseller_id),
+        number=take_number(db, InvoiceCounter, account.reseller_id),
         period_start=draft.period.start,
         period_end=draft.period.last_day,
         currency=account.currency,
@@ -454,7 +428,7 @@ def void_invoice(
     if invoice.status == InvoiceStatus.VOID:
         db.rollback()
         raise ValidationFailed("This invoice is already void.")
-    number = _next_credit_note_number(db, invoice.reseller_id)
+    number = take_number(db, InvoiceCounter, invoice.reseller_id, column="last_credit_note")
     note = CreditNote(
         reseller_id=invoice.reseller_id,
         account_id=invoice.account_id,
@@ -486,12 +460,6 @@ def void_invoice(
         allocate_payment(db, account=account, amount_minor=invoice.paid_minor, source=source)
     db.commit()
     return note
-
-
-def _next_credit_note_number(db: Session, reseller_id: int) -> int:
-    counter = _counter(db, reseller_id)
-    counter.last_credit_note += 1
-    return counter.last_credit_note
 
 
 def credit_note_number(note: CreditNote) -> str:
