@@ -56,6 +56,7 @@ def invoice_detail(invoice_id: int):
         invoice = invoicing.get_invoice(session, account_id=account.id, invoice_id=invoice_id)
     except NotFound:
         abort(404)
+    credit_note = invoicing.credit_note_for(session, invoice.id)
     return render(
         "billing/invoices_detail.html",
         "billing/invoices_detail.html",
@@ -63,6 +64,8 @@ def invoice_detail(invoice_id: int):
         invoice=invoice,
         number=invoicing.invoice_number(invoice),
         allocations=invoicing.allocations_of(session, invoice.id),
+        credit_note=credit_note,
+        credit_note_number=invoicing.credit_note_number(credit_note) if credit_note else "",
     )
 
 
