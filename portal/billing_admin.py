@@ -319,7 +319,7 @@ def send_one(
     _audit(db, actor_user_id, account, "invoices.send", after, object_id=invoice.id)
     verb = "resent" if resend else "sent"
     if not account.email:
-        return f"Invoice {number} {verb}: the customer has no email address, so only a notice was posted."
+        return f"Invoice {number} {verb}: the customer has no email address, only a notice."
     return f"Invoice {number} {verb} to {account.email}."
 
 
@@ -354,9 +354,7 @@ def send_unsent(
 # --- Void with a credit note ---------------------------------------------------------------------
 
 
-def void(
-    db: Session, *, invoice: Invoice, reason: str, actor_user_id: int | None
-) -> CreditNote:
+def void(db: Session, *, invoice: Invoice, reason: str, actor_user_id: int | None) -> CreditNote:
     """Void the invoice with a numbered credit note, audited in the same transaction."""
     if invoice.status == InvoiceStatus.VOID:
         raise ValidationFailed("This invoice is already void.")

@@ -7,7 +7,7 @@ through the tenant scope, so another reseller's account or invoice id answers 40
 
 from __future__ import annotations
 
-from flask import Response, flash, redirect, render_template, request, url_for
+from flask import Response, flash, redirect, request, url_for
 from flask_login import current_user
 
 from portal import billing_admin, db
@@ -87,7 +87,9 @@ def billing_generate_all():
         now=utcnow(),
     )
     return render(
-        "admin/billing/index.html", "admin/billing/_stages.html", **_overview_context(results=results)
+        "admin/billing/index.html",
+        "admin/billing/_stages.html",
+        **_overview_context(results=results),
     )
 
 
@@ -208,7 +210,7 @@ def _filter_form() -> InvoiceFilterForm:
 
 @bp.get("/billing/invoices")
 def billing_invoices():
-    """Invoices with filters (status incl. draft, period, customer) and pages; HTMX swaps the table."""
+    """Invoices filtered by status (incl. draft), period and customer; HTMX swaps the table."""
     form = _filter_form()
     page = _int_arg("page")
     rows, more = [], False
