@@ -348,8 +348,10 @@ def send_invoice(
     base = current_app.config.get("PUBLIC_URL", "") if has_app_context() else ""
     total = format_money(invoice.total_minor, invoice.currency)
     due = invoice.total_minor - invoice.paid_minor
+    # Invoices issued before due dates existed (migration 0002) have none.
+    by = f" by {invoice.due_on:%d %b %Y}" if invoice.due_on else ""
     owed = (
-        f"Amount due: {format_money(due, invoice.currency)} by {invoice.due_on:%d %b %Y}."
+        f"Amount due: {format_money(due, invoice.currency)}{by}."
         if due > 0
         else "Nothing is due: it has been paid."
     )
