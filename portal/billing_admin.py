@@ -308,7 +308,7 @@ def send_one(
     """Send out (or resend) one invoice through the outbox; commits; returns the message."""
     account = lock_account(db, invoice.account_id)  # one sender at a time per account
     invoice = db.get(Invoice, invoice.id, populate_existing=True)
-    if invoice.sent_at is not None and not resend:
+    if invoice.sent_at is not None and not resend and invoice.status != InvoiceStatus.VOID:
         db.rollback()
         raise ValidationFailed(
             f"Invoice {invoices.invoice_number(invoice)} was already sent; resend it instead."
