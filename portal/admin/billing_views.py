@@ -183,7 +183,7 @@ def _generated(account: Account, period_start, result: billing_admin.GenerateRes
         return _customer_refused(account, GenerateForm(formdata=None), "Nothing was due to bill.")
     number = invoicing.invoice_number(invoice)
     if result.made:
-        message = f"Generated {', '.join(result.numbers)}. Review it, then send out the invoice."
+        message = f"Generated {', '.join(result.numbers)}. Review, then send out the invoice."
     else:
         message = f"Invoice {number} had already been generated for that period."
     return _done(message, "admin.billing_invoice", invoice_id=invoice.id)
