@@ -26,17 +26,18 @@ from portal.models import (
     LedgerEntry,
     OutboxEmail,
     Plan,
+    Role,
     Subscription,
     utcnow,
 )
 from tests.admin.helpers import make_tenant, reload
 from tests.builders import login, make_user
+from tests.reliability.test_concurrency_pg import in_parallel
 
 HTMX = {"HX-Request": "true"}
 
 
-@pytest.fixture
-def tenants(db):
+def arrange(db) -> dict:
     plan = Plan(name="Complete", price_minor=4500, currency="GBP")
     db.add(plan)
     db.flush()
@@ -54,6 +55,11 @@ def tenants(db):
     acme.postpaid.name = "Postpaid Paula"
     db.commit()
     return {"acme": acme, "beta": beta}
+
+
+@pytest.fixture
+def tenants(db):
+    return arrange(db)
 
 
 @pytest.fixture
@@ -412,3 +418,41 @@ def test_prepaid_and_postpaid_invoices_settle_as_the_model_says(admin, db, tenan
     assert prepaid.status == InvoiceStatus.PAID and prepaid.paid_minor == prepaid.total_minor
     assert postpaid.status == InvoiceStatus.OPEN and postpaid.paid_minor == 0
     assert tenants["acme"].postpaid.billing_model == BillingModel.POSTPAID
+
+
+def test_the_operator_bills_every_reseller(app, db, tenants):
+    make_user(db, role=Role.OPERATOR, email="op@billing.test")
+    db.commit()
+    operator = app.test_client()
+    login(operator, "op@billing.test")
+    table = operator.get("/admin/billing").get_data(as_text=True).split('id="due-accounts"')[1]
+    assert tenants["beta"].prepaid.name in table.split("</table>")[0]
+    assert (
+        generated(operator, db, tenants["beta"].prepaid).reseller_id == tenants["beta"].reseller.id
+    )
+    html = operator.get("/admin/billing/invoices").get_data(as_text=True)
+    assert "<th>Reseller</th>" in html and "Beta" in html
+
+
+@pytest.mark.postgres
+def test_clicks_at_once_make_one_invoice_and_one_email(pg_app, pg_db):
+    world = arrange(pg_db)
+    account = world["acme"].postpaid
+    clients = [pg_app.test_client() for _ in range(4)]
+    for client in clients:
+        login(client, "admin@acme.test")
+    period = clients[0].get(f"/admin/billing/customers/{account.id}").get_data(as_text=True)
+    period = period.split('name="period" value="')[1].split('"')[0]
+    url = f"/admin/billing/customers/{account.id}/generate"
+    clicks = [lambda c=c: c.post(url, data={"period": period}) for c in clients[:2]]
+    clicks += [lambda c=c: c.post("/admin/billing/generate") for c in clients[2:]]
+    responses = in_parallel(clicks)
+    assert [r.status_code for r in responses] == [303, 303, 200, 200], responses
+    (invoice,) = invoices_of(pg_db, account)
+    assert len(invoices_of(pg_db, world["acme"].prepaid)) == 1
+    sends = [lambda c=c: c.post(f"/admin/billing/invoices/{invoice.id}/send") for c in clients]
+    statuses = sorted(r.status_code for r in in_parallel(sends))
+    assert statuses == [303, 422, 422, 422]  # one sends, the others are told it went
+    reload(pg_db)
+    assert pg_db.scalar(select(func.count(OutboxEmail.id))) == 1
+    assert ledger.audit_balances(pg_db) == []
