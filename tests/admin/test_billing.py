@@ -31,7 +31,7 @@ from portal.models import (
     utcnow,
 )
 from tests.admin.helpers import make_tenant, reload
-from tests.builders import login, make_user
+from tests.builders import PASSWORD, login, make_user
 from tests.reliability.test_concurrency_pg import in_parallel
 
 HTMX = {"HX-Request": "true"}
@@ -456,3 +456,44 @@ def test_clicks_at_once_make_one_invoice_and_one_email(pg_app, pg_db):
     reload(pg_db)
     assert pg_db.scalar(select(func.count(OutboxEmail.id))) == 1
     assert ledger.audit_balances(pg_db) == []
+
+
+def form_token(html: str, action: str) -> str:
+    form = html.split(f'action="{action}"')[1]
+    return form.split('name="csrf_token" value="')[1].split('"')[0]
+
+
+@pytest.mark.parametrize("app_config", [{"WTF_CSRF_ENABLED": True}])
+def test_every_billing_form_carries_its_csrf_token(app, db, tenants):
+    admin = app.test_client()
+    login_page = admin.get("/login").get_data(as_text=True)
+    token = login_page.split('name="csrf_token" type="hidden" value="')[1].split('"')[0]
+    signed_in = admin.post(
+        "/login", data={"email": "admin@acme.test", "password": PASSWORD, "csrf_token": token}
+    )
+    assert signed_in.status_code == 302
+    account = tenants["acme"].postpaid
+    review_url = f"/admin/billing/customers/{account.id}"
+    generate_url = f"{review_url}/generate"
+    html = admin.get(review_url).get_data(as_text=True)
+    period = html.split('name="period" value="')[1].split('"')[0]
+    assert admin.post(generate_url, data={"period": period}).status_code == 400
+    assert invoices_of(db, account) == []  # refused without the token: nothing changed
+    token = form_token(html, generate_url)
+    response = admin.post(generate_url, data={"period": period, "csrf_token": token})
+    assert response.status_code == 303
+    (invoice,) = invoices_of(db, account)
+    page = admin.get(f"/admin/billing/invoices/{invoice.id}").get_data(as_text=True)
+    for action, data in (("send", {}), ("void", {"reason": "Duplicate"})):
+        url = f"/admin/billing/invoices/{invoice.id}/{action}"
+        assert admin.post(url, data=data).status_code == 400
+        data["csrf_token"] = form_token(page, url)
+        assert admin.post(url, data=data).status_code == 303, action
+    for url in ("/admin/billing/generate", "/admin/billing/send-unsent"):
+        overview = admin.get("/admin/billing").get_data(as_text=True)  # prepaid's draft to send
+        assert admin.post(url).status_code == 400
+        assert admin.post(url, data={"csrf_token": form_token(overview, url)}).status_code == 200
+    reload(db)
+    assert db.get(Invoice, invoice.id).status == InvoiceStatus.VOID
+    (prepaid,) = invoices_of(db, tenants["acme"].prepaid)
+    assert prepaid.sent_at is not None
