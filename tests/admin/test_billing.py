@@ -139,9 +139,12 @@ def test_customer_without_subscription_says_so(admin, db, tenants):
 
 def test_generate_one_makes_an_unsent_invoice_once(admin, db, tenants):
     account = tenants["acme"].postpaid
+    review = admin.get(f"/admin/billing/customers/{account.id}").get_data(as_text=True)
+    reviewed_total = review.split('id="review-total">')[1].split("<")[0]
     response = generate(admin, account)
     assert response.status_code == 303
     (invoice,) = invoices_of(db, account)
+    assert reviewed_total == "£45.00" and invoice.total_minor == 4500  # what was reviewed
     assert response.headers["Location"].endswith(f"/admin/billing/invoices/{invoice.id}")
     assert invoice.sent_at is None and invoice.status == InvoiceStatus.OPEN
     assert db.scalar(select(func.count(OutboxEmail.id))) == 0  # sending is the next stage
