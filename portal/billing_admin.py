@@ -212,6 +212,17 @@ def review_due(db: Session, *, scoped_accounts: Select, now: datetime | None = N
     return review
 
 
+def periods_due_count(db: Session, *, account: Account, now: datetime) -> int:
+    """How many started periods of the account have no invoice yet."""
+    subscription = db.scalar(
+        select(Subscription).where(
+            Subscription.account_id == account.id,
+            Subscription.status == SubscriptionStatus.ACTIVE,
+        )
+    )
+    return len(invoices.periods_due(db, subscription, now)) if subscription else 0
+
+
 def due_account_ids(db: Session, *, scoped_accounts: Select, now: datetime) -> list[int]:
     return [
         account.id

@@ -136,6 +136,7 @@ def _customer_context(account: Account, **extra) -> dict:
         "draft": draft,
         "message": message,
         "generate_form": generate_form,
+        "periods_due": billing_admin.periods_due_count(session, account=account, now=utcnow()),
         "invoice_rows": invoicing.invoices_for(session, account.id)[:12],
         "number": invoicing.invoice_number,
         "status_label": billing_admin.status_label,

@@ -27,6 +27,7 @@ def test_review_generate_and_send_bobs_invoice(page: Page, server):
     expect(page.get_by_role("heading", name="Review Billing Details")).to_be_visible()
     expect(page.locator("#review-lines")).to_contain_text("Complete plan")
     expect(page.locator("#review-total")).to_have_text("£45.00")
+    expect(page.get_by_text("2 periods are due")).to_be_visible()  # the demo is 40 days old
 
     # Generate the Invoice: a draft, not sent yet
     page.get_by_role("button", name="Generate the Invoice").click()
