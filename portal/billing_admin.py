@@ -79,7 +79,7 @@ def _filtered(scoped: Select, filters: InvoiceFilters) -> Select:
     stmt = scoped.join(Account, Account.id == Invoice.account_id)
     if filters.status == "draft":
         stmt = stmt.where(Invoice.sent_at.is_(None), Invoice.status != InvoiceStatus.VOID)
-    elif filters.status:
+    elif filters.status in STATUS_FILTERS:
         stmt = stmt.where(Invoice.status == InvoiceStatus(filters.status))
     if filters.period is not None:
         start = month_start(filters.period)

@@ -22,7 +22,8 @@ class InvoiceFilterForm(FlaskForm):
         choices=choices(
             [("", "Any")] + [(s, STATUS_LABELS.get(s, s.capitalize())) for s in STATUS_FILTERS]
         ),
-        validators=[Optional()],
+        # No Optional(): it would let whitespace past the choice check.
+        default="",
     )
     period = MonthField("Period (month it starts)", validators=[Optional()])
     customer = StringField(

@@ -13,6 +13,8 @@ import io
 from datetime import timedelta
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from portal import billing_admin, invoices, ledger
@@ -33,6 +35,7 @@ from portal.models import (
 from tests.admin.helpers import make_tenant, reload
 from tests.builders import PASSWORD, login, make_user
 from tests.reliability.test_concurrency_pg import in_parallel
+from tests.reliability.test_hostile_input import HOSTILE
 
 HTMX = {"HX-Request": "true"}
 
@@ -372,6 +375,7 @@ def test_list_filters_by_status_period_and_customer(admin, db, tenants):
         ("?period=2999-01", "That period is in the future"),
         ("?period=nonsense", "Not a valid date"),
         ("?status=pending", "Not a valid choice"),
+        ("?status=%20", "Not a valid choice"),
     ],
 )
 def test_list_refuses_bad_filters_with_a_message(admin, query, message):
@@ -500,3 +504,33 @@ def test_every_billing_form_carries_its_csrf_token(app, db, tenants):
     assert db.get(Invoice, invoice.id).status == InvoiceStatus.VOID
     (prepaid,) = invoices_of(db, tenants["acme"].prepaid)
     assert prepaid.sent_at is not None
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(value=HOSTILE, htmx=st.booleans())
+def test_hostile_values_in_every_billing_input_never_500(admin, db, tenants, value, htmx):
+    account = tenants["acme"].postpaid
+    if not invoices_of(db, account):
+        generated(admin, db, account)
+    (invoice,) = invoices_of(db, account)
+    headers = HTMX if htmx else {}
+    base = f"/admin/billing/invoices/{invoice.id}"
+    answers = [
+        admin.post(f"{base}/void", data={"reason": value}, headers=headers),
+        admin.post(f"{base}/send", data={"resend": value}, headers=headers),
+        admin.post(
+            f"/admin/billing/customers/{account.id}/generate",
+            data={"period": value},
+            headers=headers,
+        ),
+        admin.get("/admin/billing/review", query_string={"number": value}, headers=headers),
+    ]
+    for name in ("status", "period", "customer", "page"):
+        for url in ("/admin/billing/invoices", "/admin/billing/invoices.csv"):
+            answers.append(admin.get(url, query_string={name: value}, headers=headers))
+    assert all(answer.status_code < 500 for answer in answers), [a.status_code for a in answers]
+    reload(db)
+    assert ledger.audit_balances(db) == []
+    assert db.scalar(select(func.count(CreditNote.id))) <= 1
