@@ -283,49 +283,54 @@ def billing_invoice(invoice_id: int):
     return _invoice_panel(get_scoped_or_404(Invoice, invoice_id))
 
 
+def _invoice_action(invoice_id: int, form, refused: str, action):
+    """Validate the form, run one operation on the tenant's invoice, answer with its panel."""
+    invoice = get_scoped_or_404(Invoice, invoice_id)
+    try:
+        if not form.validate_on_submit():
+            raise DomainError(refused)
+        message = action(invoice)
+    except DomainError as exc:
+        db.session().rollback()
+        field = getattr(form, exc.field or "", None)
+        if field is not None:
+            field.errors = [*field.errors, exc.message]
+        extra = {"void_form": form} if isinstance(form, VoidForm) else {}
+        return _invoice_panel(invoice, _refused_status(), error=exc.message, **extra)
+    if is_htmx():
+        return _invoice_panel(invoice, message=message)
+    return _done(message, "admin.billing_invoice", invoice_id=invoice.id)
+
+
 @bp.post("/billing/invoices/<int:invoice_id>/send")
 def billing_invoice_send(invoice_id: int):
     """Send out the Invoice (or resend it) by email through the outbox."""
-    invoice = get_scoped_or_404(Invoice, invoice_id)
-    form = ActionForm()
-    try:
-        if not form.validate_on_submit():
-            raise DomainError("The form expired; reload the page and try again.")
-        message = billing_admin.send_one(
+
+    def send(invoice: Invoice) -> str:
+        return billing_admin.send_one(
             db.session(),
             invoice=invoice,
             resend=request.form.get("resend") == "1",
             actor_user_id=current_user.id,
             now=utcnow(),
         )
-    except DomainError as exc:
-        db.session().rollback()
-        return _invoice_panel(invoice, _refused_status(), error=exc.message)
-    if is_htmx():
-        return _invoice_panel(invoice, message=message)
-    return _done(message, "admin.billing_invoice", invoice_id=invoice.id)
+
+    expired = "The form expired; reload the page and try again."
+    return _invoice_action(invoice_id, ActionForm(), expired, send)
 
 
 @bp.post("/billing/invoices/<int:invoice_id>/void")
 def billing_invoice_void(invoice_id: int):
     """Void the invoice with a reason: a numbered credit note gives its total back."""
-    invoice = get_scoped_or_404(Invoice, invoice_id)
     form = VoidForm()
-    try:
-        if not form.validate_on_submit():
-            raise DomainError("Correct the form below.")
+
+    def void(invoice: Invoice) -> str:
         note = billing_admin.void(
             db.session(), invoice=invoice, reason=form.reason.data, actor_user_id=current_user.id
         )
-    except DomainError as exc:
-        db.session().rollback()
-        if exc.field == "reason":
-            form.reason.errors = [*form.reason.errors, exc.message]
-        return _invoice_panel(invoice, _refused_status(), error=exc.message, void_form=form)
-    message = (
-        f"Invoice {invoicing.invoice_number(invoice)} is void: credit note "
-        f"{invoicing.credit_note_number(note)} issued."
-    )
-    if is_htmx():
-        return _invoice_panel(invoice, message=message)
-    return _done(message, "admin.billing_invoice", invoice_id=invoice.id)
+        return (
+            f"Invoice {invoicing.invoice_number(invoice)} is void: credit note "
+            f"{invoicing.credit_note_number(note)} issued."
+        )
+
+    return _invoice_action(invoice_id, form, "Correct the form below.", void)
