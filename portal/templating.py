@@ -23,6 +23,7 @@ CUSTOMER_NAV = [
 ADMIN_NAV = [
     ("admin.index", "Overview"),
     ("admin.customers", "Customers"),
+    ("admin.billing", "Billing"),
     ("admin.topup_cards", "Top-up cards"),
     ("admin.card_codes", "Card codes"),
     ("admin.customer_classes", "Customer classes"),

@@ -15,6 +15,7 @@ def require_admin():
 from portal.admin import (  # noqa: E402,F401
     api_views,
     audit_views,
+    billing_views,
     card_codes_views,
     catalogue_views,
     customers_views,

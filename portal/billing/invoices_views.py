@@ -74,6 +74,7 @@ def _invoice_page(invoice_id: int, pay_form: PayInvoiceForm | None = None, statu
             amount=format_plain(due, account.currency),
             idempotency_key=new_request_key(),
         )
+    credit_note = invoicing.credit_note_for(session, invoice.id)
     return render(
         "billing/invoices_detail.html",
         "billing/invoices_detail.html",
@@ -85,6 +86,8 @@ def _invoice_page(invoice_id: int, pay_form: PayInvoiceForm | None = None, statu
         pay_form=pay_form,
         payable=payable,
         amount_due=invoice_payments.amount_due(invoice),
+        credit_note=credit_note,
+        credit_note_number=invoicing.credit_note_number(credit_note) if credit_note else "",
     )
 
 
