@@ -17,4 +17,3 @@ def index():
         "Card codes": session.scalar(tenant_select(CardCode, func.count(CardCode.id))),
     }
     return render_template("admin/index.html", counts=counts)
-
