@@ -22,6 +22,7 @@ CUSTOMER_NAV = [
 ADMIN_NAV = [
     ("admin.index", "Overview"),
     ("admin.customers", "Customers"),
+    ("admin.users", "Users"),
     ("admin.topup_cards", "Top-up cards"),
     ("admin.card_codes", "Card codes"),
     ("admin.customer_classes", "Customer classes"),

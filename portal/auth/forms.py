@@ -3,6 +3,7 @@ from wtforms import EmailField, PasswordField, SelectField, StringField
 from wtforms.validators import DataRequired, EqualTo, Length
 
 from portal.auth.profile import LANGUAGES
+from portal.forms import choices
 
 NEW_PASSWORD_HINT = "At least 10 characters."
 
@@ -51,7 +52,7 @@ class ChangeEmailForm(FlaskForm):
 
 class DetailsForm(FlaskForm):
     name = StringField("Name", validators=[Length(max=200)])
-    language = SelectField("Preferred language", choices=list(LANGUAGES.items()))
+    language = SelectField("Preferred language", choices=choices(list(LANGUAGES.items())))
 
 
 class PasswordConfirmForm(FlaskForm):
