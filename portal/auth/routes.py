@@ -10,6 +10,7 @@ from flask import (
     current_app,
     flash,
     g,
+    make_response,
     redirect,
     render_template,
     request,
@@ -158,7 +159,9 @@ def login():
     return render_template("auth/login.html", form=form)
 
 
-def _finish_sign_in(user: User, method: str, target: str | None, *, response=None):
+def _finish_sign_in(
+    user: User, method: str, target: str | None, *, response=None, notice: str | None = None
+):
     session_db = db.session()
     key = sessions.start(session_db, user)
     record_sign_in(session_db, user, method=method)
@@ -167,6 +170,8 @@ def _finish_sign_in(user: User, method: str, target: str | None, *, response=Non
     session.permanent = True
     login_user(user)
     session["sid"] = key
+    if notice:
+        flash(notice, "info")
     if response is None:
         flash(f"Signed in as {user.email}.", "success")
         response = redirect(target or home_for(user))
@@ -205,10 +210,11 @@ def two_factor():
         session_db = db.session()
         method = twofactor.verify(session_db, user, form.code.data)
         if method is not None:
+            notice = None
             if method == "recovery":
                 left = twofactor.recovery_codes_left(session_db, user)
-                flash(f"Recovery code used: {left} left. Make new ones on your profile.", "info")
-            return _finish_sign_in(user, f"password+{method}", pending.get("next"))
+                notice = f"Recovery code used: {left} left. Make new ones on your profile."
+            return _finish_sign_in(user, f"password+{method}", pending.get("next"), notice=notice)
         _audit_user(user, "auth.two_factor_failed")
         session_db.commit()
         form.code.errors.append("That code is not right. Check your app's clock and try again.")
@@ -247,7 +253,9 @@ def _setup_page(user: User, action: str, *, pending: dict | None = None):
                 continue_url=(pending or {}).get("next") or home_for(user),
             )
             if pending is not None:
-                return _finish_sign_in(user, "password+totp-setup", None, response=done)
+                return _finish_sign_in(
+                    user, "password+totp-setup", None, response=make_response(done)
+                )
             return done
         form.code.errors.append("That code is not right. Scan the code again and retry.")
     uri = twofactor.provisioning_uri(user, secret)
