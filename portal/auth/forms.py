@@ -36,7 +36,7 @@ class ForgotForm(FlaskForm):
 class NewPasswordForm(FlaskForm):
     password = PasswordField("New password", validators=[DataRequired(), Length(max=200)])
     confirm = PasswordField(
-        "Repeat the new password",
+        "Confirm password",
         validators=[DataRequired(), EqualTo("password", message="The passwords differ.")],
     )
 
