@@ -6,6 +6,7 @@ from __future__ import annotations
 from flask import abort, flash, redirect, request, url_for
 from flask_login import current_user
 from sqlalchemy import func, or_
+from sqlalchemy.orm import selectinload
 
 from portal import db
 from portal.admin import bp
@@ -22,7 +23,12 @@ PAGE = 200
 def users():
     """Users of the tenant, searchable by email or name; HTMX swaps only the table."""
     q = request.args.get("q", "").strip()[:100]
-    stmt = tenant_select(User).order_by(func.lower(User.email)).limit(PAGE)
+    stmt = (
+        tenant_select(User)
+        .options(selectinload(User.account))
+        .order_by(func.lower(User.email))
+        .limit(PAGE)
+    )
     if q:
         escaped = q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         pattern = f"%{escaped}%"
