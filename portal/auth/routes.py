@@ -9,7 +9,6 @@ from urllib.parse import urlsplit
 from flask import (
     current_app,
     flash,
-    g,
     make_response,
     redirect,
     render_template,
@@ -343,11 +342,6 @@ def reset(token: str):
             return redirect(url_for("auth.login"), 303)
     status = 422 if request.method == "POST" else 200
     return render_template("auth/reset.html", form=form, hint=NEW_PASSWORD_HINT), status
-
-
-@bp.app_context_processor
-def _current_session():
-    return {"current_session": getattr(g, "user_session", None)}
 
 
 from portal.auth import profile_views  # noqa: E402,F401

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Flask, g, redirect, request, session, url_for
+from flask import Flask, redirect, request, session, url_for
 from htmx_flask import make_response
 from sqlalchemy import select
 
@@ -34,7 +34,6 @@ def init_login(app: Flask) -> None:
         now = utcnow()
         if request.method in ("GET", "HEAD") and sessions.needs_touch(row, now):
             sessions.touch(db.get_engine(), row.id, now)
-        g.user_session = row
         return user
 
     @login_manager.unauthorized_handler
