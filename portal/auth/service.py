@@ -154,11 +154,10 @@ def _seconds_until(when: datetime, now: datetime) -> int:
 
 
 def _record_failure(db: Session, *, key: str, ip: str, user: User | None, now: datetime) -> None:
-    # This email's failures older than every window count for nothing any more.
+    # Failures older than every window count for nothing any more (an indexed range).
     db.execute(
         delete(SignInFailure).where(
-            SignInFailure.email_key == key,
-            SignInFailure.created_at <= now - max(ACCOUNT_WINDOW, PAIR_WINDOW),
+            SignInFailure.created_at <= now - max(ACCOUNT_WINDOW, PAIR_WINDOW)
         )
     )
     db.add(SignInFailure(email_key=key, ip=ip[:64], created_at=now))

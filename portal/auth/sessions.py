@@ -11,13 +11,14 @@ import secrets
 from datetime import datetime, timedelta
 
 from flask import current_app, request
-from sqlalchemy import select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from portal.extensions import client_address
 from portal.models import User, UserSession, utcnow
 
 TOUCH_EVERY = timedelta(minutes=1)
+KEEP_ENDED = timedelta(days=30)  # ended sessions stay listed in the database this long
 
 
 def _hash(key: str) -> str:
@@ -28,6 +29,15 @@ def start(db: Session, user: User) -> str:
     """Record a new session for the user; returns the key for the cookie (caller commits)."""
     key = secrets.token_urlsafe(32)
     now = utcnow()
+    db.execute(  # the user's sessions that ended long ago
+        delete(UserSession).where(
+            UserSession.user_id == user.id,
+            or_(
+                UserSession.revoked_at < now - KEEP_ENDED,
+                UserSession.last_seen_at < now - KEEP_ENDED,
+            ),
+        )
+    )
     db.add(
         UserSession(
             user_id=user.id,

@@ -22,6 +22,7 @@ class SignInFailure(Base):
     __table_args__ = (
         Index("ix_sign_in_failures_email_ip", "email_key", "ip", "created_at"),
         Index("ix_sign_in_failures_email", "email_key", "created_at"),
+        Index("ix_sign_in_failures_created", "created_at"),  # pruning old rows
     )
 
     id: Mapped[int] = mapped_column(BigID, primary_key=True)

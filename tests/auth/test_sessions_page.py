@@ -85,3 +85,13 @@ def test_the_session_record_stores_no_cookie_value(app, db, alice):
 )
 def test_device_names(agent, name):
     assert describe_device(agent) == name
+
+
+def test_sessions_that_ended_long_ago_are_pruned_at_the_next_sign_in(app, db, alice):
+    browser(app, FIREFOX, "198.51.100.10")
+    long_ago = utcnow() - timedelta(days=31)
+    db.execute(update(UserSession).values(revoked_at=long_ago, last_seen_at=long_ago))
+    db.commit()
+    browser(app, SAFARI, "203.0.113.20")
+    db.rollback()
+    assert [row.ip for row in db.scalars(select(UserSession))] == ["203.0.113.20"]

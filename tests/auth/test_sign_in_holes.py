@@ -4,6 +4,7 @@ emails have accounts, and anybody locking a known account out.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from urllib.parse import quote, urlsplit
 
 import pytest
@@ -11,7 +12,7 @@ from sqlalchemy import func, select
 
 from portal.auth import service
 from portal.auth.routes import safe_next
-from portal.models import AuditLog, OutboxEmail, SignInFailure
+from portal.models import AuditLog, OutboxEmail, SignInFailure, utcnow
 from tests.builders import PASSWORD, make_account, make_reseller, make_user
 
 ATTACKER = "203.0.113.66"
@@ -204,3 +205,13 @@ def test_a_good_sign_in_clears_the_failures_and_is_audited(client, db, alice):
     assert actions == ["auth.sign_in_failed"] * 3 + ["auth.sign_in"]
     stored = " ".join(f"{row.before} {row.after}" for row in db.scalars(select(AuditLog)).all())
     assert PASSWORD not in stored and "wrong-password" not in stored
+
+
+def test_failures_older_than_every_window_are_pruned(client, db, alice):
+    db.add(
+        SignInFailure(email_key="x" * 64, ip="192.0.2.9", created_at=utcnow() - timedelta(hours=2))
+    )
+    db.commit()
+    attempt(client, "alice@t.test")
+    db.rollback()
+    assert db.scalars(select(SignInFailure.ip)).all() == [ATTACKER]

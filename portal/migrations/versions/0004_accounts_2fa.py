@@ -26,6 +26,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('sign_in_failures', schema=None) as batch_op:
+        batch_op.create_index('ix_sign_in_failures_created', ['created_at'], unique=False)
         batch_op.create_index('ix_sign_in_failures_email', ['email_key', 'created_at'], unique=False)
         batch_op.create_index('ix_sign_in_failures_email_ip', ['email_key', 'ip', 'created_at'], unique=False)
 
@@ -85,6 +86,7 @@ def downgrade() -> None:
     with op.batch_alter_table('sign_in_failures', schema=None) as batch_op:
         batch_op.drop_index('ix_sign_in_failures_email_ip')
         batch_op.drop_index('ix_sign_in_failures_email')
+        batch_op.drop_index('ix_sign_in_failures_created')
 
     op.drop_table('sign_in_failures')
     # ### end Alembic commands ###
