@@ -106,6 +106,17 @@ def request_reset(db: Session, email: str) -> None:
     """Mail a reset link when an active user has this email; the caller answers the same."""
     user = find_user_by_email(db, email)
     if user is None or not user.active:
+        # Written and committed like the known case (similar work, so similar time); only
+        # the operator sees it, and only a keyed hash of what was typed.
+        audit.record(
+            db,
+            actor_user_id=None,
+            reseller_id=None,
+            action="auth.password_reset_unknown",
+            object_type="email",
+            object_id=email_key(email)[:16],
+        )
+        db.commit()
         return
     bucket = int(utcnow().timestamp()) // 120  # at most one mail per user per 2 minutes
     mail.password_reset(db, user, tokens.reset_token(user), dedupe_key=f"reset:{user.id}:{bucket}")

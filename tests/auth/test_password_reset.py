@@ -48,6 +48,13 @@ def test_the_same_answer_whether_or_not_the_email_exists(client, db, alice):
     db.rollback()
     mails = db.scalars(select(OutboxEmail.to_address)).all()
     assert mails == ["alice@t.test"]
+    # Both asks are audited (the unknown one for the operator only, without the address).
+    rows = db.scalars(select(AuditLog).order_by(AuditLog.id)).all()
+    assert [r.action for r in rows] == [
+        "auth.password_reset_requested",
+        "auth.password_reset_unknown",
+    ]
+    assert rows[1].reseller_id is None and "nobody" not in f"{rows[1].object_id}{rows[1].after}"
 
 
 def test_reset_sets_the_password_and_signs_out_every_session(app, client, db, alice):
