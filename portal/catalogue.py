@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -120,7 +120,7 @@ def _check_unique(db: Session, item, values: dict) -> None:
     if isinstance(item, CustomerClass) and name:
         clash = select(CustomerClass.id).where(
             CustomerClass.reseller_id == item.reseller_id,
-            func.lower(CustomerClass.name) == name.lower(),
+            or_(CustomerClass.name == name, func.lower(CustomerClass.name) == name.lower()),
             CustomerClass.id != (item.id or 0),
         )
         if db.scalar(clash):

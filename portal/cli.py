@@ -16,6 +16,7 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(seed_demo_command)
     app.cli.add_command(audit_ledger_command)
     app.cli.add_command(dev_command)
+    app.cli.add_command(demo_codes_command)
     from portal.scheduler import scheduler_command
     from portal.usage import simulate_usage_command
 
@@ -41,6 +42,36 @@ def seed_demo_command() -> None:
 
     seed_demo(db.session())
     click.echo("Demo data is in place. Sign in with any demo account and the password demo-pass.")
+    click.echo(demo_two_factor_note())
+
+
+def demo_two_factor_note() -> str:
+    from portal.demo import DEMO_TOTP_SECRETS
+
+    lines = [
+        "Demo admins also need a two-factor code: add their TOTP key to an authenticator app",
+        "or run `flask --app app demo-codes` for the current codes.",
+    ]
+    lines += [f"  {email}: {secret}" for email, secret in DEMO_TOTP_SECRETS.items()]
+    return "\n".join(lines)
+
+
+@click.command("demo-codes")
+@with_appcontext
+def demo_codes_command() -> None:
+    """Print the current two-factor codes of the demo admins (their keys are public)."""
+    import time
+
+    import pyotp
+
+    from portal.demo import DEMO_TOTP_SECRETS
+
+    if current_app.config.get("ENV_NAME") == "production":
+        click.echo("Not available in production.", err=True)
+        sys.exit(1)
+    left = 30 - int(time.time()) % 30
+    for email, secret in DEMO_TOTP_SECRETS.items():
+        click.echo(f"{email}: {pyotp.TOTP(secret).now()}  (valid {left} more seconds)")
 
 
 @click.command("audit-ledger")

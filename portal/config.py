@@ -61,6 +61,11 @@ def from_environment(instance_path: str) -> dict:
         "RATELIMIT_STORAGE_URI": _env("REDIS_URL", "memory://"),
         "RATELIMIT_HEADERS_ENABLED": True,
         "LOGIN_RATE_LIMIT": _env("LOGIN_RATE_LIMIT", "10 per minute"),
+        # Wrong two-factor codes allowed per user (per pending sign-in or signed-in user).
+        "TWO_FACTOR_RATE_LIMIT": _env("TWO_FACTOR_RATE_LIMIT", "5 per 5 minutes"),
+        # The operator and reseller admins must sign in with a second factor. Only the test
+        # suite turns this off (its admins sign in with a password); production refuses it.
+        "TWO_FACTOR_REQUIRED_FOR_ADMINS": True,
         "MAX_CONTENT_LENGTH": 1024 * 1024,
     }
 
@@ -79,6 +84,8 @@ def check_production_safety(config: dict) -> None:
     base = config["STRIPE_API_BASE"] or ""
     if "127.0.0.1" in base or "localhost" in base or "localstripe" in config["STRIPE_API_KEY"]:
         problems.append("Stripe points at localstripe")
+    if not config.get("TWO_FACTOR_REQUIRED_FOR_ADMINS", True):
+        problems.append("TWO_FACTOR_REQUIRED_FOR_ADMINS must stay on in production")
     if config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         problems.append("DATABASE_URL must point at PostgreSQL in production")
     if problems:

@@ -37,6 +37,14 @@ from portal.plans import billing_period
 from portal.settings import set_setting
 
 DEMO_PASSWORD = "demo-pass"  # noqa: S105 - documented demo credential
+# Admins sign in with a second factor: the demo admins are enrolled with these documented
+# TOTP secrets (README, the `make run` banner); add one to an authenticator app, or print
+# the current codes with `flask demo-codes`.
+DEMO_TOTP_SECRETS = {
+    "operator@example.com": "OPERATORDEMOTOTPSECRETKEY2222222",
+    "admin@acme.example": "ACMEADMINDEMOTOTPSECRETKEY333333",
+    "admin@beta.example": "BETAADMINDEMOTOTPSECRETKEY444444",
+}
 LICENSES = [
     ("extensions", "Extensions"),
     ("phone_numbers", "Phone numbers"),
@@ -138,6 +146,9 @@ def _user(db, email, name, role, *, reseller=None, account=None) -> User:
         )
         db.add(user)
         db.flush()
+    if email in DEMO_TOTP_SECRETS and user.totp_secret is None:
+        user.totp_secret = vault().encrypt(DEMO_TOTP_SECRETS[email])
+        user.totp_enabled_at = utcnow()
     return user
 
 

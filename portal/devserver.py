@@ -131,6 +131,9 @@ def run_dev_stack(app: Flask, port: int) -> None:
         click.echo(
             f" * Portal on http://127.0.0.1:{port}  (localstripe on 127.0.0.1:{stripe_port})"
         )
+        from portal.cli import demo_two_factor_note
+
+        click.echo(demo_two_factor_note())
         # app.run() is a no-op inside the `flask` CLI; serve with werkzeug directly.
         from werkzeug.serving import run_simple
 

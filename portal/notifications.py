@@ -80,6 +80,39 @@ def notify(
     return True
 
 
+def queue_email(
+    db: Session,
+    *,
+    to_address: str,
+    subject: str,
+    body: str,
+    reseller_id: int | None = None,
+    dedupe_key: str | None = None,
+) -> bool:
+    """Queue one email to an address (sign-in and account mails; no in-portal notice).
+
+    False if dedupe_key was already used. The caller commits.
+    """
+    if dedupe_key and db.scalar(select(OutboxEmail.id).where(OutboxEmail.dedupe_key == dedupe_key)):
+        return False
+    try:
+        with db.begin_nested():
+            db.add(
+                OutboxEmail(
+                    reseller_id=reseller_id,
+                    to_address=to_address[:254],
+                    subject=subject[:200],
+                    body=body,
+                    dedupe_key=dedupe_key[:120] if dedupe_key else None,
+                    next_attempt_at=utcnow(),
+                    created_at=utcnow(),
+                )
+            )
+    except IntegrityError:
+        return False
+    return True
+
+
 def notices_for(db: Session, account_id: int, limit: int = 50) -> list[Notice]:
     """The account's latest notices, newest first."""
     return list(

@@ -24,6 +24,7 @@ ADMIN_NAV = [
     ("admin.index", "Overview"),
     ("admin.customers", "Customers"),
     ("admin.billing", "Billing"),
+    ("admin.users", "Users"),
     ("admin.topup_cards", "Top-up cards"),
     ("admin.card_codes", "Card codes"),
     ("admin.customer_classes", "Customer classes"),

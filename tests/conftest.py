@@ -33,6 +33,9 @@ TEST_CONFIG = {
     "STRIPE_WEBHOOK_SECRET": "whsec_test_secret",
     "RATELIMIT_ENABLED": True,
     "LOGIN_RATE_LIMIT": "1000 per minute",
+    # Admins made by tests/builders.py sign in with a password; the enforced setting (as in
+    # production) is proved by tests/auth/test_two_factor.py and the browser tests.
+    "TWO_FACTOR_REQUIRED_FOR_ADMINS": False,
 }
 
 

@@ -1,5 +1,6 @@
 """Configuration safety, migrations without drift, and the demo."""
 
+import pyotp
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -8,6 +9,7 @@ from sqlalchemy import create_engine, func, select
 from portal import create_app, migrate
 from portal.config import ConfigError
 from portal.db import Base
+from portal.demo import DEMO_TOTP_SECRETS
 from portal.ledger import audit_balances
 from portal.models import Account, TopupCard, User
 from tests.builders import login
@@ -31,6 +33,9 @@ def test_production_refuses_localstripe(monkeypatch):
     monkeypatch.setenv("STRIPE_API_KEY", "sk_live_x")
     app = create_app()
     assert app.config["SESSION_COOKIE_SECURE"] is True
+    assert app.config["TWO_FACTOR_REQUIRED_FOR_ADMINS"] is True
+    with pytest.raises(ConfigError, match="TWO_FACTOR_REQUIRED_FOR_ADMINS"):
+        create_app({**app.config, "TWO_FACTOR_REQUIRED_FOR_ADMINS": False})
 
 
 def _drift(url: str) -> list:
@@ -103,8 +108,13 @@ def test_demo_pins_are_not_stored_in_plain_text(demo, db):
         ("carol@example.com", "/billing/balance"),
     ],
 )
+@pytest.mark.parametrize("app_config", [{"TWO_FACTOR_REQUIRED_FOR_ADMINS": True}])
 def test_every_demo_account_signs_in(client, demo, email, home):
     response = login(client, email, "demo-pass")
+    if email in DEMO_TOTP_SECRETS:  # admins: the documented demo key gives the second factor
+        assert response.headers["Location"] == "/login/two-factor"
+        code = pyotp.TOTP(DEMO_TOTP_SECRETS[email]).now()
+        response = client.post("/login/two-factor", data={"code": code})
     assert response.headers["Location"] == home
     assert client.get(home).status_code == 200
 

@@ -22,4 +22,5 @@ from portal.admin import (  # noqa: E402,F401
     outbox_views,
     routes,
     topup_cards_views,
+    users_views,
 )

@@ -7,8 +7,9 @@ from htmx_flask import make_response
 from sqlalchemy import select
 
 from portal import db
+from portal.auth import sessions
 from portal.extensions import login_manager
-from portal.models import User
+from portal.models import User, utcnow
 
 
 def init_login(app: Flask) -> None:
@@ -26,6 +27,13 @@ def init_login(app: Flask) -> None:
         user = db.session().scalar(select(User).where(User.id == int(user_id)))
         if user is None or not user.active or user.session_nonce != nonce:
             return None
+        # The server-side record: revoked ("Sign out everywhere"), missing or idle ends it.
+        row = sessions.find_live(db.session(), user.id, session.get("sid"))
+        if row is None:
+            return None
+        now = utcnow()
+        if request.method in ("GET", "HEAD") and sessions.needs_touch(row, now):
+            sessions.touch(db.get_engine(), row.id, now)
         return user
 
     @login_manager.unauthorized_handler

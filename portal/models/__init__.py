@@ -1,6 +1,7 @@
 """All models, importable from one place."""
 # ruff: noqa: F401
 
+from portal.models.auth import RecoveryCode, SignInFailure, UserSession
 from portal.models.base import utcnow
 from portal.models.catalog import (
     AccountAddOn,

@@ -6,7 +6,17 @@ import enum
 from datetime import datetime
 
 from flask_login import UserMixin
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.db import Base
@@ -121,9 +131,20 @@ class User(UserMixin, Base):
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Preferred language of pages and emails (a code of portal.auth.profile.LANGUAGES).
+    language: Mapped[str] = mapped_column(String(10), default="en", server_default="en")
+    # Two-factor sign-in: the TOTP secret encrypted with the PIN vault, set once confirmed;
+    # the last time step used (a code is never accepted twice).
+    totp_secret: Mapped[bytes | None] = mapped_column(LargeBinary)
+    totp_enabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
 
     account: Mapped[Account | None] = relationship()
     reseller: Mapped[Reseller | None] = relationship()
+
+    @property
+    def two_factor_enabled(self) -> bool:
+        return self.totp_enabled_at is not None and self.totp_secret is not None
 
     def get_id(self) -> str:
         return f"{self.id}:{self.session_nonce}"

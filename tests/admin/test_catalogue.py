@@ -134,6 +134,16 @@ def test_duplicate_class_name_and_foreign_reseller_refused(client, db, acme, bet
     assert db.scalar(select(CustomerClass).where(CustomerClass.name == "Gold")) is None
 
 
+def test_a_non_ascii_duplicate_class_name_is_refused_not_a_500(client, db, acme):
+    # SQLite's lower() folds ASCII only: the case-insensitive check alone missed "ÉCLAIR".
+    login(client, "admin@acme.test")
+    data = class_data(acme.reseller, name="ÉCLAIR")
+    assert client.post("/admin/customer-classes", data=data).status_code == 303
+    again = client.post("/admin/customer-classes", data=data)
+    assert again.status_code == 422
+    assert "already has a class of this name" in again.get_data(as_text=True)
+
+
 def test_edit_class_and_foreign_class_is_404(client, db, acme, beta):
     login(client, "admin@acme.test")
     html = client.get(f"/admin/customer-classes/{acme.klass.id}").get_data(as_text=True)

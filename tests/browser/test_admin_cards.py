@@ -5,17 +5,12 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.browser.helpers import sign_in
+
 
 @pytest.fixture
 def server(demo, live_server):
     return live_server
-
-
-def sign_in(page: Page, base: str, email: str) -> None:
-    page.goto(f"{base}/login")
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill("demo-pass")
-    page.get_by_role("button", name="Sign in").click()
 
 
 def test_generate_search_mass_edit_and_reveal(page: Page, server):

@@ -7,7 +7,7 @@ from html.parser import HTMLParser
 from urllib.parse import urljoin, urlsplit
 
 # Actions we never fuzz: they end the session or wipe data wholesale by design.
-SKIP_ACTIONS = ("/logout",)
+SKIP_ACTIONS = ("/logout", "/profile/sessions/sign-out-everywhere")
 
 
 @dataclass
@@ -64,7 +64,11 @@ class _PageParser(HTMLParser):
 
 
 def crawl(
-    client, start_paths: list[str], prefix: str, limit: int = 60, pages: set | None = None
+    client,
+    start_paths: list[str],
+    prefix: str | tuple[str, ...],
+    limit: int = 60,
+    pages: set | None = None,
 ) -> list[Form]:
     """Breadth-first over same-area links; returns each distinct form once.
 

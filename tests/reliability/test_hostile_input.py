@@ -7,8 +7,11 @@ without touching this test.
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import update
 
+from portal.demo import DEMO_TOTP_SECRETS
 from portal.ledger import audit_balances
+from portal.models import User
 from tests.builders import login
 from tests.reliability.forms_crawler import crawl
 
@@ -59,21 +62,31 @@ HOSTILE = st.one_of(
 )
 
 ROLES = {
-    "customer": ("alice@example.com", ["/billing/balance"], "/billing"),
-    "reseller admin": ("admin@acme.example", ["/admin/"], "/admin"),
-    "operator": ("operator@example.com", ["/admin/"], "/admin"),
+    "customer": ("alice@example.com", ["/billing/balance"], ("/billing", "/profile")),
+    "reseller admin": ("admin@acme.example", ["/admin/"], ("/admin", "/profile")),
+    "operator": ("operator@example.com", ["/admin/"], ("/admin", "/profile")),
 }
 
 
-def _submit(client, form, data):
+@pytest.fixture
+def password_only(demo, db):
+    """The demo admins without their second factor, so a form that ends the session can be
+    followed by a password sign-in (the two-factor step is fuzzed by its own test below);
+    their profile then offers the two-factor set-up form to fuzz."""
+    db.execute(update(User).values(totp_secret=None, totp_enabled_at=None))
+    db.commit()
+
+
+def _submit(client, form, data, htmx=True):
+    headers = {"HX-Request": "true"} if htmx else {}
     if form.method == "get":
-        return client.get(form.action, query_string=data, headers={"HX-Request": "true"})
-    return client.post(form.action, data=data, headers={"HX-Request": "true"})
+        return client.get(form.action, query_string=data, headers=headers)
+    return client.post(form.action, data=data, headers=headers)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("role", ROLES)
-def test_every_form_survives_hostile_values(app, demo, db, role):
+def test_every_form_survives_hostile_values(app, password_only, db, role):
     email, start, prefix = ROLES[role]
     client = app.test_client()
     assert login(client, email, "demo-pass").status_code == 302
@@ -113,7 +126,7 @@ def test_every_form_survives_hostile_values(app, demo, db, role):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("role", ROLES)
-def test_every_query_string_survives_hostile_values(app, demo, db, role):
+def test_every_query_string_survives_hostile_values(app, password_only, db, role):
     """Every page reached with a query string (filters, sorting, paging cursors, HTMX
     detail loads): each parameter replaced by hostile values, full page and fragment."""
     from urllib.parse import parse_qsl, urlsplit
@@ -147,3 +160,40 @@ def test_every_query_string_survives_hostile_values(app, demo, db, role):
     fuzz()
     db.rollback()
     assert audit_balances(db) == []
+
+
+PUBLIC_PAGES = ["/login", "/forgot-password", "/reset-password/not-a-token"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("step", ["anonymous", "second factor"])
+def test_the_sign_in_forms_survive_hostile_values(app, demo, step):
+    """Sign-in, forgot password, reset and the second step (with a sign-in pending)."""
+    client = app.test_client()
+    start = PUBLIC_PAGES
+    if step == "second factor":
+        assert "admin@acme.example" in DEMO_TOTP_SECRETS
+        response = login(client, "admin@acme.example", "demo-pass")
+        assert response.headers["Location"] == "/login/two-factor"
+        start = ["/login/two-factor"]
+    forms = crawl(client, start, ("/login", "/forgot-password", "/reset-password"))
+    assert forms, f"no forms found for {step}"
+
+    @settings(
+        max_examples=25,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+    @given(data=st.data())
+    def fuzz(data):
+        for form in forms:
+            values = {
+                name: data.draw(HOSTILE, label=f"{form.action}:{name}")
+                for name in form.fields
+                if name != "csrf_token"
+            }
+            for htmx in (True, False):
+                response = _submit(client, form, values, htmx=htmx)
+                assert response.status_code < 500, (form.action, values, response.status_code)
+
+    fuzz()

@@ -43,11 +43,12 @@ POISONED = {
     "card_code_recharges": ["order_number"],
     "topup_cards": ["series", "serial"],
     "topup_products": ["label"],
+    "users": ["name"],
 }
 ROLES = {
-    "customer": ("alice@example.com", ["/billing/balance"], "/billing"),
-    "reseller admin": ("admin@acme.example", ["/admin/"], "/admin"),
-    "operator": ("operator@example.com", ["/admin/"], "/admin"),
+    "customer": ("alice@example.com", ["/billing/balance"], ("/billing", "/profile")),
+    "reseller admin": ("admin@acme.example", ["/admin/"], ("/admin", "/profile")),
+    "operator": ("operator@example.com", ["/admin/"], ("/admin", "/profile")),
 }
 
 
@@ -56,6 +57,8 @@ def poisoned(app, db, demo):
     for table, columns in POISONED.items():
         values = ", ".join(f"{column} = :p || id" for column in columns)  # unique names
         db.execute(text(f"UPDATE {table} SET {values}"), {"p": PAYLOAD})  # noqa: S608
+    # The demo admins sign in with a password here (two-factor is proved in tests/auth).
+    db.execute(text("UPDATE users SET totp_secret = NULL, totp_enabled_at = NULL"))
     acme = db.scalar(select(Reseller).order_by(Reseller.id))
     alice = db.scalar(select(Account).where(Account.number == "100001"))
     batch = TopupCardBatch(
@@ -106,7 +109,7 @@ class Links(HTMLParser):
                 self.links.append(a[name])
 
 
-def crawl_pages(client, start: list[str], prefix: str, limit: int = 80):
+def crawl_pages(client, start: list[str], prefix: str | tuple[str, ...], limit: int = 80):
     """Every same-area page reachable by links: (url, response) for full and HTMX gets."""
     seen, queue = set(), list(start)
     while queue and len(seen) < limit:
