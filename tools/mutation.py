@@ -145,8 +145,11 @@ def show(name: str) -> str:
 
 
 def mutated_lines(diff: str) -> list[str]:
-    return [line[1:].strip() for line in diff.splitlines() if line.startswith(("+", "-"))
-            and not line.startswith(("+++", "---"))]
+    return [
+        line[1:].strip()
+        for line in diff.splitlines()
+        if line.startswith(("+", "-")) and not line.startswith(("+++", "---"))
+    ]
 
 
 def documented_reason(entry: dict | None, diff: str) -> str | None:
@@ -255,8 +258,10 @@ def main() -> int:
     failed = False
     for s in scores:
         unexplained = [x.name for x in s.survivors if not x.reason]
-        print(f"{s.module.title}: {s.detected}/{s.total} killed, {s.equivalent} equivalent,"
-              f" score {s.percent:.1f} % (target {s.module.target:.0f} %)")
+        print(
+            f"{s.module.title}: {s.detected}/{s.total} killed, {s.equivalent} equivalent,"
+            f" score {s.percent:.1f} % (target {s.module.target:.0f} %)"
+        )
         for name in unexplained:
             print(f"    survived, not documented: {name}")
         failed |= not s.ok

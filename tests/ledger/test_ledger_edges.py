@@ -102,7 +102,10 @@ def test_audit_finds_a_balance_on_an_account_without_entries(db):
 
 def postpaid(db, limit, **fields):
     return make_account(
-        db, reseller=make_reseller(db), model=BillingModel.POSTPAID, credit_limit_minor=limit,
+        db,
+        reseller=make_reseller(db),
+        model=BillingModel.POSTPAID,
+        credit_limit_minor=limit,
         **fields,
     )
 
@@ -147,7 +150,9 @@ def test_prepaid_accounts_have_no_credit_limit(db):
 )
 def test_a_percentage_increase_is_rounded_down_to_whole_minor_units(db, limit, percent, increase):
     account = postpaid(
-        db, limit, temp_increase_percent=percent,
+        db,
+        limit,
+        temp_increase_percent=percent,
         temp_increase_valid_until=utcnow() + timedelta(days=1),
     )
     got = ledger.temporary_increase_minor(account)
