@@ -120,22 +120,21 @@ def test_the_largest_amount_is_allowed_and_one_minor_unit_more_is_not():
 
 
 @pytest.mark.parametrize(
-    ("text", "kwargs", "message"),
+    ("text", "currency", "message"),
     [
-        ("  ", {}, "Enter an amount."),
-        ("12,5", {}, "Enter a plain number such as 12.50."),
-        ("1.5", {"currency": "JPY"}, "JPY amounts have no decimals."),
-        ("1.555", {}, "Use at most 2 decimals for GBP."),
-        ("99999999999", {}, "Enter an amount up to £10,000,000,000.00."),
-        ("99999999999", {"currency": "EUR"}, "Enter an amount up to €10,000,000,000.00."),
-        ("-1", {}, "Enter a positive amount."),
-        ("0", {}, "Enter an amount greater than zero."),
+        ("  ", "GBP", "Enter an amount."),
+        ("12,5", "GBP", "Enter a plain number such as 12.50."),
+        ("1.5", "JPY", "JPY amounts have no decimals."),
+        ("1.555", "GBP", "Use at most 2 decimals for GBP."),
+        ("99999999999", "GBP", "Enter an amount up to £10,000,000,000.00."),
+        ("99999999999", "EUR", "Enter an amount up to €10,000,000,000.00."),
+        ("-1", "GBP", "Enter a positive amount."),
+        ("0", "GBP", "Enter an amount greater than zero."),
     ],
 )
-def test_refusal_messages_are_exact(text, kwargs, message):
-    currency = kwargs.pop("currency", "GBP")
+def test_refusal_messages_are_exact(text, currency, message):
     with pytest.raises(MoneyError) as refused:
-        parse_amount(text, currency, **kwargs)
+        parse_amount(text, currency)
     assert str(refused.value) == message
 
 
