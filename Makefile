@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PORT ?= 5000
 export FLASK_APP := app
 
-.PHONY: run test lint format migrate seed audit bench bench-quick serve scheduler clean
+.PHONY: run test lint format migrate seed audit bench bench-quick serve scheduler clean mutate mutate-core
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,11 +27,19 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+## Mutation testing of the money modules (mutmut; ~10 min): scores and survivors in tests/mutation.md
+mutate: $(STAMP)
+	$(BIN)/python tools/mutation.py
+
+## The same for portal/ledger.py and portal/money.py only (CI runs this)
+mutate-core: $(STAMP)
+	$(BIN)/python tools/mutation.py --core
+
 lint: $(STAMP)
-	$(BIN)/ruff check portal tests bench app.py
+	$(BIN)/ruff check portal tests bench tools app.py
 
 format: $(STAMP)
-	$(BIN)/ruff format portal tests bench app.py
+	$(BIN)/ruff format portal tests bench tools app.py
 
 migrate: $(STAMP)
 	$(BIN)/flask migrate
@@ -57,4 +65,4 @@ bench-quick: $(STAMP)
 	$(BIN)/python -m bench --quick
 
 clean:
-	rm -rf $(VENV) instance/*.db* .pytest_cache .hypothesis
+	rm -rf $(VENV) instance/*.db* .pytest_cache .hypothesis mutants

@@ -4,7 +4,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from portal.money import MoneyError, format_money, format_plain, parse_amount
+from portal.money import (
+    MoneyError,
+    format_major,
+    format_money,
+    format_plain,
+    parse_amount,
+    supported_currencies,
+)
 
 
 @pytest.mark.parametrize(
@@ -83,3 +90,59 @@ def test_plain_format_round_trips(minor, currency):
 )
 def test_two_decimal_amounts_parse_exactly(value):
     assert parse_amount(str(value), "GBP") == int(value * 100)
+
+
+# --- edges found by mutation testing (issue 16) ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["1 234.56", "1\u00a0234.56", " 1 234.56\u00a0", "1,234.56", "12 34.56"],
+)
+def test_spaces_and_no_break_spaces_between_digits_are_ignored(text):
+    assert parse_amount(text, "GBP") == 123456
+
+
+def test_the_length_limit_is_32_characters_after_spaces_are_removed():
+    longest = "0" * 27 + "12.50"
+    assert len(longest) == 32
+    assert parse_amount(longest, "GBP") == 1250
+    assert parse_amount(" ".join(longest), "GBP") == 1250  # spaces do not count
+    with pytest.raises(MoneyError, match="plain number"):
+        parse_amount("0" + longest, "GBP")
+
+
+def test_the_largest_amount_is_allowed_and_one_minor_unit_more_is_not():
+    assert parse_amount("10000000000", "GBP") == 10**12
+    assert parse_amount("-10000000000", "GBP", allow_negative=True) == -(10**12)
+    with pytest.raises(MoneyError):
+        parse_amount("10000000000.01", "GBP")
+
+
+@pytest.mark.parametrize(
+    ("text", "currency", "message"),
+    [
+        ("  ", "GBP", "Enter an amount."),
+        ("12,5", "GBP", "Enter a plain number such as 12.50."),
+        ("1.5", "JPY", "JPY amounts have no decimals."),
+        ("1.555", "GBP", "Use at most 2 decimals for GBP."),
+        ("99999999999", "GBP", "Enter an amount up to £10,000,000,000.00."),
+        ("99999999999", "EUR", "Enter an amount up to €10,000,000,000.00."),
+        ("-1", "GBP", "Enter a positive amount."),
+        ("0", "GBP", "Enter an amount greater than zero."),
+    ],
+)
+def test_refusal_messages_are_exact(text, currency, message):
+    with pytest.raises(MoneyError) as refused:
+        parse_amount(text, currency)
+    assert str(refused.value) == message
+
+
+def test_supported_currencies_are_sorted():
+    currencies = supported_currencies()
+    assert currencies == sorted(currencies) and {"GBP", "EUR", "JPY"} <= set(currencies)
+
+
+def test_format_major_uses_the_currency_and_locale():
+    assert format_major(Decimal("1234.5"), "EUR", locale="de_DE") == "1.234,50\u00a0€"
+    assert format_major(Decimal("1234.5"), "USD") == "US$1,234.50"
