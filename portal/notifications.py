@@ -20,6 +20,8 @@ from portal.models import (
     MailStatus,
     Notice,
     OutboxEmail,
+    Role,
+    User,
     utcnow,
 )
 from portal.money import format_money
@@ -68,6 +70,45 @@ def notify(
     db.add(Notice(account_id=account.id, level=level, message=subject[:500], created_at=utcnow()))
     db.flush()
     return True
+
+
+def notify_admins(
+    db: Session, *, reseller_id: int | None, subject: str, body: str, dedupe_key: str
+) -> int:
+    """Queue one email to each active admin of the reseller (the operators when it has none).
+
+    Idempotent per dedupe_key; returns the mails queued. The caller commits.
+    """
+    admins = db.scalars(
+        select(User).where(
+            User.active.is_(True), User.role == Role.RESELLER_ADMIN, User.reseller_id == reseller_id
+        )
+    ).all() or db.scalars(
+        select(User).where(User.active.is_(True), User.role == Role.OPERATOR)
+    ).all()
+    queued = 0
+    for admin in admins:
+        key = f"{dedupe_key}:{admin.id}"[:120]
+        if db.scalar(select(OutboxEmail.id).where(OutboxEmail.dedupe_key == key)):
+            continue
+        try:
+            with db.begin_nested():
+                db.add(
+                    OutboxEmail(
+                        reseller_id=reseller_id,
+                        account_id=None,
+                        to_address=admin.email,
+                        subject=subject[:200],
+                        body=body,
+                        dedupe_key=key,
+                        next_attempt_at=utcnow(),
+                        created_at=utcnow(),
+                    )
+                )
+            queued += 1
+        except IntegrityError:
+            continue
+    return queued
 
 
 def notices_for(db: Session, account_id: int, limit: int = 50) -> list[Notice]:

@@ -29,10 +29,14 @@ from portal.models.payments import (
     AutoRechargeAttempt,
     AutoRechargeSetting,
     CardRole,
+    PAID_STATUSES,
     Payment,
     PaymentCard,
+    PaymentDispute,
     PaymentPurpose,
+    PaymentRefund,
     PaymentStatus,
+    RefundStatus,
     WebhookEvent,
 )
 from portal.models.tenancy import (

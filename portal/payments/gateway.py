@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -86,6 +88,19 @@ class GatewayRefused(GatewayError):
 
 class InvalidSignature(DomainError):
     pass
+
+
+class MalformedEvent(DomainError):
+    """A correctly signed webhook whose content we cannot use (kept, marked failed)."""
+
+    def __init__(self, message: str, event_id: str | None = None, event_type=None):
+        super().__init__(message)
+        self.event_id = event_id
+        self.event_type = event_type if isinstance(event_type, str) else ""
+
+
+EVENT_ID = re.compile(r"^evt_[A-Za-z0-9_]{1,76}$")
+EVENT_TYPE = re.compile(r"^[a-z_]+(\.[a-z_]+){1,4}$")
 
 
 UNAVAILABLE = "The payment service is not answering right now. Please try again in a few minutes."
@@ -312,21 +327,50 @@ def retrieve_payment_intent(pi_id: str) -> ChargeResult:
 
 
 def construct_event(payload: bytes, sig_header: str | None, secret: str) -> StripeEvent:
-    """Verify a webhook's signature and timestamp, then parse it (InvalidSignature if bad)."""
+    """Verify a webhook's signature and timestamp, then parse it.
+
+    InvalidSignature when the signature is bad (nothing may be stored); MalformedEvent
+    when it is signed by Stripe but not an event we can read (stored as failed).
+    """
+    verify_signature(payload, sig_header, secret)
+    return parse_event(payload)
+
+
+def verify_signature(payload: bytes, sig_header: str | None, secret: str) -> None:
     if not sig_header or not secret:
         raise InvalidSignature("Missing Stripe signature.")
     try:
         stripe.WebhookSignature.verify_header(
             payload, sig_header, secret, tolerance=WEBHOOK_TOLERANCE_SECONDS
         )
-        data = json.loads(payload)
-        return StripeEvent(
-            id=str(data["id"]), type=str(data["type"]), object=data["data"]["object"]
-        )
     except stripe.SignatureVerificationError as exc:
         raise InvalidSignature("Bad Stripe signature.") from exc
-    except (ValueError, KeyError, TypeError) as exc:
-        raise InvalidSignature("Malformed Stripe event.") from exc
+    except (ValueError, TypeError, UnicodeDecodeError) as exc:
+        raise InvalidSignature("Bad Stripe signature.") from exc
+
+
+def parse_event(payload: bytes) -> StripeEvent:
+    """The event's id, type and data.object; MalformedEvent (with the reason) otherwise."""
+    try:
+        data = json.loads(payload)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MalformedEvent("The body is not JSON.") from exc
+    if not isinstance(data, dict):
+        raise MalformedEvent("The body is not a JSON object.")
+    event_id, event_type = data.get("id"), data.get("type")
+    if not isinstance(event_id, str) or not EVENT_ID.match(event_id):
+        raise MalformedEvent("The event has no valid id.", event_id=None, event_type=event_type)
+    if not isinstance(event_type, str) or not EVENT_TYPE.match(event_type):
+        raise MalformedEvent("The event has no valid type.", event_id=event_id)
+    created = data.get("created")
+    if not isinstance(created, int) or isinstance(created, bool):
+        raise MalformedEvent("The event has no creation time.", event_id, event_type)
+    if created > time.time() + WEBHOOK_TOLERANCE_SECONDS:
+        raise MalformedEvent("The event is dated in the future.", event_id, event_type)
+    obj = (data.get("data") or {}).get("object") if isinstance(data.get("data"), dict) else None
+    if not isinstance(obj, dict):
+        raise MalformedEvent("data.object is not an object.", event_id, event_type)
+    return StripeEvent(id=event_id, type=event_type, object=obj)
 
 
 # --- Development and tests only -----------------------------------------------------

@@ -32,7 +32,7 @@ from portal.models import (
     utcnow,
 )
 from portal.money import format_money
-from portal.payments import gateway
+from portal.payments import gateway, outcomes
 from portal.payments.gateway import (
     AuthenticationRequired,
     CardInfo,
@@ -326,8 +326,11 @@ def _apply_result(db: Session, payment: Payment, result: gateway.ChargeResult) -
         )
     # "processing": Stripe will tell us through the webhook (or the reconcile job).
     payment = _lock_payment(db, payment.id)
-    _remember_ids(payment, result.payment_intent_id, result.charge_id)
+    learnt = _learns_ids(payment, result.payment_intent_id, result.charge_id)
+    outcomes.remember_ids(payment, result.payment_intent_id, result.charge_id)
     db.commit()
+    if learnt:
+        outcomes.link_orphans(db, payment.id)
     return payment
 
 
@@ -340,13 +343,6 @@ def _lock_payment(db: Session, payment_id: int) -> Payment:
     ).scalar_one()
 
 
-def _remember_ids(payment: Payment, intent_id: str | None, charge_id: str | None) -> None:
-    if intent_id and not payment.stripe_payment_intent_id:
-        payment.stripe_payment_intent_id = intent_id
-    if charge_id and not payment.stripe_charge_id:
-        payment.stripe_charge_id = charge_id
-
-
 def find_payment(
     db: Session, *, payment_intent_id: str | None = None, metadata: dict | None = None
 ) -> Payment | None:
@@ -355,14 +351,9 @@ def find_payment(
     The metadata route matters when the webhook overtakes the synchronous answer, before
     we stored the intent id.
     """
-    if payment_intent_id:
-        payment = db.scalar(
-            select(Payment).where(Payment.stripe_payment_intent_id == payment_intent_id)
-        )
-        if payment is not None:
-            return payment
-    raw_id = str((metadata or {}).get("payment_id", ""))
-    return db.get(Payment, int(raw_id)) if raw_id.isdigit() and len(raw_id) < 19 else None
+    return outcomes.payment_of(
+        db, charge_id=None, payment_intent_id=payment_intent_id, metadata=metadata
+    )
 
 
 def settle_payment_succeeded(
@@ -373,14 +364,17 @@ def settle_payment_succeeded(
     charge_id: str | None = None,
     metadata: dict | None = None,
 ) -> Payment | None:
-    """Mark a payment succeeded and credit the balance exactly once (commits)."""
+    """Mark a payment succeeded and credit the balance exactly once (commits).
+
+    Refunds and disputes that arrived earlier are applied in the same transaction.
+    """
     payment = payment or find_payment(db, payment_intent_id=payment_intent_id, metadata=metadata)
     if payment is None:
         return None
-    account = ledger.lock_account(db, payment.account_id)  # account first, then payment
-    payment = _lock_payment(db, payment.id)
-    _remember_ids(payment, payment_intent_id, charge_id)
-    if payment.status not in (PaymentStatus.SUCCEEDED, PaymentStatus.REFUNDED):
+    account, payment = outcomes.lock_payment(db, payment.id)  # account first, then payment
+    learnt = _learns_ids(payment, payment_intent_id, charge_id)
+    outcomes.remember_ids(payment, payment_intent_id, charge_id)
+    if not payment.paid:
         posting = ledger.post_entry(
             db,
             account_id=account.id,
@@ -396,8 +390,39 @@ def settle_payment_succeeded(
             _allocate_to_invoices(db, account, payment)
         payment.status = PaymentStatus.SUCCEEDED
         payment.failure_message = ""
+        payment.needs_authentication = False
+        outcomes.sync_money(db, account, payment)
     db.commit()
+    if learnt:
+        outcomes.link_orphans(db, payment.id)
     return payment
+
+
+def note_intent(
+    db: Session,
+    *,
+    payment_intent_id: str,
+    charge_id: str | None = None,
+    metadata: dict | None = None,
+) -> Payment | None:
+    """Remember Stripe's ids for a payment still in progress (commits)."""
+    payment = find_payment(db, payment_intent_id=payment_intent_id, metadata=metadata)
+    if payment is None:
+        return None
+    _, payment = outcomes.lock_payment(db, payment.id)
+    learnt = _learns_ids(payment, payment_intent_id, charge_id)
+    outcomes.remember_ids(payment, payment_intent_id, charge_id)
+    db.commit()
+    if learnt:
+        outcomes.link_orphans(db, payment.id)
+    return payment
+
+
+def _learns_ids(payment: Payment, intent_id: str | None, charge_id: str | None) -> bool:
+    return bool(
+        (intent_id and not payment.stripe_payment_intent_id)
+        or (charge_id and not payment.stripe_charge_id)
+    )
 
 
 def _allocate_to_invoices(db: Session, account: Account, payment: Payment) -> None:
@@ -427,23 +452,28 @@ def settle_payment_failed(
     error: gateway.GatewayError | None = None,
     message: str = "",
     metadata: dict | None = None,
+    requires_action: bool = False,
 ) -> Payment | None:
     """Record a failed (or authentication-needing) payment; a succeeded one stays succeeded."""
     payment = payment or find_payment(db, payment_intent_id=payment_intent_id, metadata=metadata)
     if payment is None:
         return None
-    ledger.lock_account(db, payment.account_id)
-    payment = _lock_payment(db, payment.id)
+    _, payment = outcomes.lock_payment(db, payment.id)
+    intent_id = payment_intent_id or (error.payment_intent_id if error is not None else None)
+    charge_id = error.charge_id if error is not None else None
+    learnt = _learns_ids(payment, intent_id, charge_id)
+    outcomes.remember_ids(payment, intent_id, charge_id)
     if error is not None:
-        _remember_ids(payment, error.payment_intent_id, error.charge_id)
         message = message or error.message
-    _remember_ids(payment, payment_intent_id, None)
     # Events arrive out of order: a late "failed" never undoes a credited payment.
     if payment.status in (PaymentStatus.PENDING, PaymentStatus.REQUIRES_ACTION):
-        needs_customer = isinstance(error, AuthenticationRequired)
+        needs_customer = requires_action or isinstance(error, AuthenticationRequired)
         payment.status = PaymentStatus.REQUIRES_ACTION if needs_customer else PaymentStatus.FAILED
+        payment.needs_authentication = needs_customer
         payment.failure_message = (message or "The payment failed.")[:300]
     db.commit()
+    if learnt:
+        outcomes.link_orphans(db, payment.id)
     return payment
 
 

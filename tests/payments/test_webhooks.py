@@ -118,10 +118,81 @@ def test_bad_missing_or_stale_signatures_are_refused_and_change_nothing(
     assert db.get(Payment, payment_id).status == PaymentStatus.PENDING
 
 
-def test_signed_but_malformed_payloads_are_refused(client, db):
-    for body in [b"not json", b"{}", json.dumps({"id": "evt_1", "type": "x"}).encode()]:
-        assert _post_raw(client, body, sign(body)).status_code == 400
-    assert db.query(WebhookEvent).count() == 0
+def _signed_event(**fields) -> bytes:
+    event = {"id": f"evt_{uuid.uuid4().hex[:16]}", "object": "event", "created": int(time.time())}
+    event.update(fields)
+    return json.dumps(event).encode()
+
+
+MALFORMED = [
+    (b"not json", "not JSON"),
+    (b"[]", "not a JSON object"),
+    (b"{}", "no valid id"),
+    (json.dumps({"id": "evt_1", "type": "x"}).encode(), "no valid type"),
+    (_signed_event(type="payment_intent.succeeded", data={"object": []}), "data.object"),
+    (_signed_event(type="payment_intent.succeeded", data=[]), "data.object"),
+    (_signed_event(type="payment_intent.succeeded", created="soon", data={"object": {}}), "time"),
+    (
+        _signed_event(
+            type="payment_intent.succeeded",
+            created=int(time.time()) + 3600,
+            data={"object": {"id": "pi_1"}},
+        ),
+        "future",
+    ),
+    (_signed_event(type="payment_intent.succeeded", data={"object": {}}), "payment intent"),
+    (
+        _signed_event(type="payment_intent.succeeded", data={"object": {"id": ["pi_1"]}}),
+        "payment intent",
+    ),
+    (
+        _signed_event(
+            type="charge.refunded",
+            data={"object": {"id": "ch_1", "amount_refunded": "500"}},
+        ),
+        "amount_refunded",
+    ),
+    (
+        _signed_event(
+            type="charge.refunded",
+            data={"object": {"id": "ch_1", "amount_refunded": -5, "payment_intent": "pi_1"}},
+        ),
+        "amount_refunded",
+    ),
+    (
+        _signed_event(
+            type="charge.dispute.funds_withdrawn",
+            data={"object": {"id": "dp_1", "amount": 100, "charge": {"id": 7}}},
+        ),
+        "charge",
+    ),
+    (
+        _signed_event(
+            type="payment_method.updated",
+            data={"object": {"id": "pm_1", "card": {"exp_month": "x", "exp_year": 2030}}},
+        ),
+        "",
+    ),
+]
+
+
+@pytest.mark.parametrize("body,reason", MALFORMED)
+def test_signed_but_malformed_events_are_kept_as_failed_and_answered_400(
+    client, db, body, reason
+):
+    response = _post_raw(client, body, sign(body))
+    assert response.status_code in (200, 400)  # never a 500
+    db.rollback()
+    if reason:
+        assert response.status_code == 400
+        assert reason in response.get_json()["error"]
+        row = db.query(WebhookEvent).one()
+        assert (row.status, row.processed_at) == ("failed", None)
+        assert reason in row.error
+    assert db.query(LedgerEntry).count() == 0
+    # Delivered again: still failed, still one row, still nothing moved.
+    assert _post_raw(client, body, sign(body)).status_code == response.status_code
+    assert db.query(WebhookEvent).count() <= 1
 
 
 def test_the_webhook_needs_no_csrf_token(app_config, client, account_id, app):
