@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import select
@@ -235,6 +236,7 @@ def charge_card(
     purpose: PaymentPurpose,
     entry_kind: EntryKind | None = None,
     idempotency_key: str,
+    role: CardRole | None = None,
 ) -> Payment:
     """Charge a saved card off-session and credit the balance once it succeeds.
 
@@ -248,7 +250,9 @@ def charge_card(
     if existing is not None:
         return _same_payment(existing, account)
     try:
-        payment = _record_pending(db, account, card, amount_minor, purpose, idempotency_key)
+        payment = _record_pending(
+            db, account, card, amount_minor, purpose, idempotency_key, role or card.role
+        )
     except DuplicateRequest:
         return _same_payment(_by_key(db, idempotency_key), account)
     try:
@@ -281,7 +285,7 @@ def _same_payment(payment: Payment, account: Account) -> Payment:
     return payment
 
 
-def _record_pending(db, account, card, amount_minor, purpose, idempotency_key) -> Payment:
+def _record_pending(db, account, card, amount_minor, purpose, idempotency_key, role) -> Payment:
     if not isinstance(amount_minor, int) or amount_minor <= 0:
         raise ValidationFailed("The amount must be greater than zero.")
     if card.account_id != account.id:
@@ -296,6 +300,7 @@ def _record_pending(db, account, card, amount_minor, purpose, idempotency_key) -
         currency=account.currency,
         status=PaymentStatus.PENDING,
         idempotency_key=idempotency_key,
+        paid_by_role=role.value if role in (CardRole.PRIMARY, CardRole.SECONDARY) else "",
     )
     db.add(payment)
     # Committed before Stripe is called: a crash mid-call leaves a pending row to reconcile.
@@ -558,24 +563,112 @@ def topup_products(db: Session, *, account: Account) -> list[TopupProduct]:
     )
 
 
+@dataclass(frozen=True)
+class CardCharge:
+    """The outcome of charging the account's cards: primary first, then the secondary.
+
+    `payment` is the one that decides: the succeeded one, the one still pending (its
+    outcome unknown, so no other card was tried), the one waiting for the customer to
+    authenticate (on-session), or the last that failed. `tried` lists every attempt.
+    """
+
+    payment: Payment
+    tried: tuple[Payment, ...]
+
+    @property
+    def succeeded(self) -> bool:
+        return self.payment.status == PaymentStatus.SUCCEEDED or self.payment.paid
+
+    @property
+    def paid_by(self) -> str:
+        """"primary" or "secondary" when a card paid, else ""."""
+        return self.payment.paid_by_role if self.succeeded else ""
+
+    def failures(self) -> list[str]:
+        return [
+            f"{_card_label(p)}: {p.failure_message or 'failed'}"
+            for p in self.tried
+            if p.status in (PaymentStatus.FAILED, PaymentStatus.REQUIRES_ACTION)
+        ]
+
+
+def _card_label(payment: Payment) -> str:
+    card = payment.card
+    role = payment.paid_by_role or "card"
+    if card is None:
+        return f"{role} card"
+    return f"{role} card {card.brand.title()} •••• {card.last4}"
+
+
+def charge_with_backup(
+    db: Session,
+    *,
+    account: Account,
+    amount_minor: int,
+    purpose: PaymentPurpose,
+    idempotency_key: str,
+    on_session: bool,
+) -> CardCharge:
+    """Charge the primary card, and the secondary when the primary definitively failed.
+
+    Every card attempt has its own idempotency key (`<key>:card<id>`), so repeating the
+    call replays the same attempts instead of charging again. A payment whose outcome is
+    unknown (Stripe unreachable) stops here: trying the secondary could charge twice.
+    On-session, a primary card that needs the customer to authenticate (3-D Secure) is
+    handed back for the browser to finish; off-session the secondary is tried instead.
+    Used by the manual top-up, the automatic top-up and the invoice "Pay now".
+    """
+    cards = [
+        card
+        for role in (CardRole.PRIMARY, CardRole.SECONDARY)
+        if (card := card_with_role(db, account=account, role=role)) is not None
+    ]
+    if not cards:
+        raise ValidationFailed("Add a payment card and make it primary before paying by card.")
+    tried: list[Payment] = []
+    for card in cards:
+        payment = charge_card(
+            db,
+            account=account,
+            card=card,
+            amount_minor=amount_minor,
+            purpose=purpose,
+            idempotency_key=f"{idempotency_key}:card{card.id}",
+            role=card.role,
+        )
+        tried.append(payment)
+        if payment.paid or payment.status == PaymentStatus.PENDING:
+            break
+        if payment.status == PaymentStatus.REQUIRES_ACTION and on_session:
+            break
+    return CardCharge(payment=tried[-1], tried=tuple(tried))
+
+
 def top_up(db: Session, *, account: Account, product_id: int, idempotency_key: str) -> Payment:
-    """Charge the primary card for a top-up product; raises a domain error unless it succeeded."""
+    """Charge the primary card (then the secondary) for a top-up product.
+
+    Returns the succeeded payment; raises a domain error otherwise (AuthenticationRequired
+    carries the payment for the browser to finish 3-D Secure).
+    """
     product = db.get(TopupProduct, product_id)
     if product is None or not product.active or product.currency != account.currency:
         raise ValidationFailed("Choose one of the top-up amounts shown.", field="product_id")
-    card = card_with_role(db, account=account, role=CardRole.PRIMARY)
-    if card is None:
+    if card_with_role(db, account=account, role=CardRole.PRIMARY) is None:
         raise ValidationFailed("Add a payment card and make it primary before topping up.")
-    payment = charge_card(
+    outcome = charge_with_backup(
         db,
         account=account,
-        card=card,
         amount_minor=product.amount_minor,
         purpose=PaymentPurpose.TOPUP,
         idempotency_key=f"topup:{account.id}:{idempotency_key}",
+        on_session=True,
     )
-    _raise_unless_succeeded(payment)
-    return payment
+    if not outcome.succeeded and len(outcome.tried) > 1:
+        failures = "; ".join(outcome.failures())
+        if outcome.payment.status == PaymentStatus.FAILED:
+            raise PaymentDeclined(f"No card could pay. {failures}"[:300])
+    _raise_unless_succeeded(outcome.payment)
+    return outcome.payment
 
 
 def _raise_unless_succeeded(payment: Payment) -> None:
@@ -584,12 +677,20 @@ def _raise_unless_succeeded(payment: Payment) -> None:
     if payment.status == PaymentStatus.FAILED:
         raise PaymentDeclined(payment.failure_message or "The payment failed. No money was taken.")
     if payment.status == PaymentStatus.REQUIRES_ACTION:
-        raise AuthenticationRequired(payment.failure_message or gateway.NEEDS_AUTHENTICATION)
+        error = AuthenticationRequired(
+            payment.failure_message or gateway.NEEDS_AUTHENTICATION,
+            payment_intent_id=payment.stripe_payment_intent_id,
+        )
+        error.payment_id = payment.id
+        raise error
     if payment.status == PaymentStatus.PENDING:
         raise GatewayUnavailable(PENDING_MESSAGE)
     raise DomainError("This top-up was already refunded.")
 
 
 def describe_topup(payment: Payment) -> str:
-    """The confirmation shown after a successful top-up."""
-    return f"{format_money(payment.amount_minor, payment.currency)} added to your balance."
+    """The confirmation shown after a successful top-up (and which card paid)."""
+    added = f"{format_money(payment.amount_minor, payment.currency)} added to your balance"
+    if payment.paid_by_role == CardRole.SECONDARY.value:
+        return f"{added}, paid by your backup card ({_card_label(payment)}): the primary card failed."
+    return f"{added}."
