@@ -118,9 +118,8 @@ def _card(db: Session, account_id: int, role: CardRole) -> PaymentCard | None:
 
 
 def _run_attempt(db: Session, attempt: AutoRechargeAttempt, now: datetime) -> AutoRechargeAttempt:
-    from portal.payments.service import charge_with_backup
-
     from portal.domain import ValidationFailed
+    from portal.payments.service import charge_with_backup
 
     account = db.get(Account, attempt.account_id)
     try:
@@ -139,7 +138,9 @@ def _run_attempt(db: Session, attempt: AutoRechargeAttempt, now: datetime) -> Au
         if payment.status == PaymentStatus.REQUIRES_ACTION:
             _ask_to_authenticate(db, account, payment)
     payment = outcome.payment
-    failures = [f"{_card_name(p.card)}: {p.failure_message or 'failed'}" for p in outcome.tried[:-1]]
+    failures = [
+        f"{_card_name(p.card)}: {p.failure_message or 'failed'}" for p in outcome.tried[:-1]
+    ]
     if outcome.succeeded:
         return _succeeded(db, attempt, payment.card, payment, failures)
     if payment.status == PaymentStatus.PENDING:

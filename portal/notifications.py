@@ -79,13 +79,16 @@ def notify_admins(
 
     Idempotent per dedupe_key; returns the mails queued. The caller commits.
     """
-    admins = db.scalars(
-        select(User).where(
-            User.active.is_(True), User.role == Role.RESELLER_ADMIN, User.reseller_id == reseller_id
-        )
-    ).all() or db.scalars(
-        select(User).where(User.active.is_(True), User.role == Role.OPERATOR)
-    ).all()
+    admins = (
+        db.scalars(
+            select(User).where(
+                User.active.is_(True),
+                User.role == Role.RESELLER_ADMIN,
+                User.reseller_id == reseller_id,
+            )
+        ).all()
+        or db.scalars(select(User).where(User.active.is_(True), User.role == Role.OPERATOR)).all()
+    )
     queued = 0
     for admin in admins:
         key = f"{dedupe_key}:{admin.id}"[:120]

@@ -33,6 +33,9 @@ TEST_CONFIG = {
     "STRIPE_WEBHOOK_SECRET": "whsec_test_secret",
     "RATELIMIT_ENABLED": True,
     "LOGIN_RATE_LIMIT": "1000 per minute",
+    # Checks after a change of funds run in the request's thread: deterministic tests,
+    # and no background writer racing a test's own SQLite session.
+    "AFTER_DEBIT_CHECKS": "inline",
 }
 
 

@@ -25,11 +25,11 @@ from portal.models.invoicing import (
 from portal.models.ledger import EntryKind, GrantStatus, LedgerEntry, ReserveGrant, ReserveUse
 from portal.models.notifications import JobLease, MailStatus, Notice, OutboxEmail, RedeemFailure
 from portal.models.payments import (
+    PAID_STATUSES,
     AttemptStatus,
     AutoRechargeAttempt,
     AutoRechargeSetting,
     CardRole,
-    PAID_STATUSES,
     Payment,
     PaymentCard,
     PaymentDispute,

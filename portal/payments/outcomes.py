@@ -133,12 +133,14 @@ def remember_ids(payment: Payment, intent_id: str | None, charge_id: str | None)
 
 
 def record_refund(db: Session, fact: RefundFact, *, metadata: dict | None = None) -> Payment | None:
-    """Remember a refund (by its id, or the charge's refunded total) and move its money (commits)."""
+    """Remember a refund (by id, or the charge's refunded total) and move its money (commits)."""
     key = fact.refund_id or f"total:{fact.charge_id or fact.payment_intent_id}"
     return _record(db, PaymentRefund, "stripe_refund_id", key, fact, _merge_refund, metadata)
 
 
-def record_dispute(db: Session, fact: DisputeFact, *, metadata: dict | None = None) -> Payment | None:
+def record_dispute(
+    db: Session, fact: DisputeFact, *, metadata: dict | None = None
+) -> Payment | None:
     """Remember what a dispute event says and move its money (commits)."""
     return _record(
         db, PaymentDispute, "stripe_dispute_id", fact.dispute_id, fact, _merge_dispute, metadata
@@ -158,7 +160,10 @@ def _record(db, model, key_column, key, fact, merge, metadata) -> Payment | None
         _upsert(db, model, key_column, key, fact, merge, payment_id=None)
         db.commit()
         payment = payment_of(
-            db, charge_id=fact.charge_id, payment_intent_id=fact.payment_intent_id, metadata=metadata
+            db,
+            charge_id=fact.charge_id,
+            payment_intent_id=fact.payment_intent_id,
+            metadata=metadata,
         )
         if payment is not None:
             link_orphans(db, payment.id)
@@ -179,7 +184,10 @@ def _record(db, model, key_column, key, fact, merge, metadata) -> Payment | None
 def _upsert(db, model, key_column, key, fact, merge, *, payment_id: int | None):
     column = getattr(model, key_column)
     row = db.scalar(
-        select(model).where(column == key).with_for_update().execution_options(populate_existing=True)
+        select(model)
+        .where(column == key)
+        .with_for_update()
+        .execution_options(populate_existing=True)
     )
     if row is None:
         try:
@@ -429,7 +437,7 @@ def _sync_dispute(db, account, payment, dispute: PaymentDispute) -> None:
             kind=EntryKind.CHARGEBACK,
             amount=-dispute.withdrawn_minor,
             key=f"dispute-withdrawn:{dispute.stripe_dispute_id}",
-            description=f"Chargeback: card payment disputed ({dispute.reason or 'no reason given'})",
+            description=f"Chargeback: card payment disputed ({dispute.reason or 'no reason'})",
             reference=dispute.stripe_dispute_id,
         )
         if not posting.replayed:
@@ -450,7 +458,9 @@ def _sync_dispute(db, account, payment, dispute: PaymentDispute) -> None:
 def _status(payment: Payment, disputes: list[PaymentDispute]) -> PaymentStatus:
     if disputes:
         latest = disputes[-1]
-        if latest.status == "won" or (latest.status not in DISPUTE_CLOSED and latest.reinstated_minor):
+        if latest.status == "won" or (
+            latest.status not in DISPUTE_CLOSED and latest.reinstated_minor
+        ):
             return PaymentStatus.WON
         if latest.status == "lost":
             return PaymentStatus.LOST

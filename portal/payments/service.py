@@ -581,7 +581,7 @@ class CardCharge:
 
     @property
     def paid_by(self) -> str:
-        """"primary" or "secondary" when a card paid, else ""."""
+        """ "primary" or "secondary" when a card paid, else ""."""
         return self.payment.paid_by_role if self.succeeded else ""
 
     def failures(self) -> list[str]:
@@ -692,5 +692,7 @@ def describe_topup(payment: Payment) -> str:
     """The confirmation shown after a successful top-up (and which card paid)."""
     added = f"{format_money(payment.amount_minor, payment.currency)} added to your balance"
     if payment.paid_by_role == CardRole.SECONDARY.value:
-        return f"{added}, paid by your backup card ({_card_label(payment)}): the primary card failed."
+        return (
+            f"{added}, paid by your backup card ({_card_label(payment)}): the primary card failed."
+        )
     return f"{added}."

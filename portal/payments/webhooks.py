@@ -20,8 +20,14 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from portal.domain import DomainError
-from portal.models import Account, AutoRechargeSetting, PaymentCard, RefundStatus, WebhookEvent
-from portal.models import utcnow
+from portal.models import (
+    Account,
+    AutoRechargeSetting,
+    PaymentCard,
+    RefundStatus,
+    WebhookEvent,
+    utcnow,
+)
 from portal.payments import outcomes, service
 from portal.payments.gateway import CardInfo, MalformedEvent, StripeEvent
 

@@ -40,8 +40,11 @@ def test_the_sql_twin_agrees_with_the_rule(db, world, stored, expiry_days):  # n
         assert expected == (CardStatus.EXPIRED if expiry_days == -2 else CardStatus.NEW)
 
 
-def test_a_new_future_expiry_makes_an_expired_card_new_and_redeemable(  # noqa: F811
-    app, client, db, world
+def test_a_new_future_expiry_makes_an_expired_card_new_and_redeemable(
+    app,
+    client,
+    db,
+    world,  # noqa: F811 - the fixture imported above
 ):
     """The measured defect: extending cards the expiry job had marked expired left them expired."""
     user = make_customer(db)

@@ -22,7 +22,6 @@ from portal.ledger import audit_balances
 from portal.models import (
     Account,
     AuditLog,
-    EntryKind,
     LedgerEntry,
     OutboxEmail,
     Payment,
@@ -231,7 +230,10 @@ def test_refund_before_success_is_not_lost(app, client, db):
     assert balance == 0
     assert status == PaymentStatus.REFUNDED
     assert refunded == AMOUNT
-    assert [(kind, amount) for kind, amount, _ in ledger] == [("refund", -AMOUNT), ("topup", AMOUNT)]
+    assert [(kind, amount) for kind, amount, _ in ledger] == [
+        ("refund", -AMOUNT),
+        ("topup", AMOUNT),
+    ]
 
 
 def test_refund_before_the_synchronous_answer_is_applied_with_the_credit(app, client, db):
@@ -247,9 +249,7 @@ def test_refund_before_the_synchronous_answer_is_applied_with_the_credit(app, cl
 @pytest.mark.parametrize(
     "totals", [[300, 1000], [1000, 300], [1000, 1000, 300], [300, 300, 1000, 300]]
 )
-def test_refunded_totals_without_refund_ids_give_the_same_balance_in_any_order(
-    client, db, totals
-):
+def test_refunded_totals_without_refund_ids_give_the_same_balance_in_any_order(client, db, totals):
     account_id, payment_id, ids = new_payment(db)
     events = life_events(ids)
     post_event(client, *events["succeeded"])

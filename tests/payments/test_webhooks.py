@@ -177,9 +177,7 @@ MALFORMED = [
 
 
 @pytest.mark.parametrize("body,reason", MALFORMED)
-def test_signed_but_malformed_events_are_kept_as_failed_and_answered_400(
-    client, db, body, reason
-):
+def test_signed_but_malformed_events_are_kept_as_failed_and_answered_400(client, db, body, reason):
     response = _post_raw(client, body, sign(body))
     assert response.status_code in (200, 400)  # never a 500
     db.rollback()
