@@ -102,6 +102,7 @@ class Payment(Base):
 
 
 class RefundStatus(enum.StrEnum):
+    REQUESTED = "requested"  # ours: asked Stripe, no answer yet (moves no money)
     PENDING = "pending"
     REQUIRES_ACTION = "requires_action"
     SUCCEEDED = "succeeded"
@@ -135,6 +136,8 @@ class PaymentRefund(Base):
     )
     reason: Mapped[str] = mapped_column(String(300), default="")
     actor_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    # An admin's refund request: one Stripe refund per submitted form.
+    idempotency_key: Mapped[str | None] = mapped_column(String(120), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

@@ -317,6 +317,31 @@ def charge_off_session(
     return result
 
 
+@dataclass(frozen=True)
+class RefundResult:
+    refund_id: str
+    status: str
+    amount_minor: int
+
+
+def create_refund(
+    *, payment_intent_id: str, amount_minor: int, idempotency_key: str, metadata: dict[str, str]
+) -> RefundResult:
+    """Refund (part of) a succeeded PaymentIntent. GatewayRefused / GatewayUnavailable."""
+    with _translated():
+        refund = client().v1.refunds.create(
+            params={
+                "payment_intent": payment_intent_id,
+                "amount": amount_minor,
+                "metadata": metadata,
+            },
+            options={"idempotency_key": idempotency_key},
+        )
+    return RefundResult(
+        refund_id=refund.id, status=str(refund.status), amount_minor=int(refund.amount)
+    )
+
+
 def retrieve_payment_intent(pi_id: str) -> ChargeResult:
     """The current state of a PaymentIntent (for reconciling pending payments)."""
     with _translated():

@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 # A refund's status only moves up this ranking (a late "pending" never undoes "succeeded").
 REFUND_RANK = {
+    RefundStatus.REQUESTED: -1,
     RefundStatus.REQUIRES_ACTION: 0,
     RefundStatus.PENDING: 1,
     RefundStatus.SUCCEEDED: 2,

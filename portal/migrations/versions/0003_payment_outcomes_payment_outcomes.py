@@ -2,7 +2,7 @@
 
 Revision ID: 0003_payment_outcomes
 Revises: 0001
-Create Date: 2026-12-02 13:02:34.805863
+Create Date: 2026-12-02 13:34:16.404808
 """
 
 from alembic import op
@@ -49,14 +49,16 @@ def upgrade() -> None:
     sa.Column('stripe_payment_intent_id', sa.String(length=64), nullable=True),
     sa.Column('cumulative', sa.Boolean(), nullable=False),
     sa.Column('amount_minor', sa.BigInteger(), nullable=False),
-    sa.Column('status', sa.Enum('pending', 'requires_action', 'succeeded', 'failed', 'canceled', name='refundstatus', native_enum=False, length=20), nullable=False),
+    sa.Column('status', sa.Enum('requested', 'pending', 'requires_action', 'succeeded', 'failed', 'canceled', name='refundstatus', native_enum=False, length=20), nullable=False),
     sa.Column('reason', sa.String(length=300), nullable=False),
     sa.Column('actor_user_id', sa.Integer(), nullable=True),
+    sa.Column('idempotency_key', sa.String(length=120), nullable=True),
     sa.Column('created_at', portal.models.base.UTCDateTime(), nullable=False),
     sa.Column('updated_at', portal.models.base.UTCDateTime(), nullable=False),
     sa.ForeignKeyConstraint(['actor_user_id'], ['users.id'], ),
     sa.ForeignKeyConstraint(['payment_id'], ['payments.id'], ),
     sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('idempotency_key'),
     sa.UniqueConstraint('stripe_refund_id')
     )
     with op.batch_alter_table('payment_refunds', schema=None) as batch_op:
