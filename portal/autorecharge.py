@@ -134,9 +134,12 @@ def _run_attempt(db: Session, attempt: AutoRechargeAttempt, now: datetime) -> Au
     except ValidationFailed:  # the cards were removed since the attempt was claimed
         db.rollback()
         return _failed(db, attempt, [], now)
-    for payment in outcome.tried:
-        if payment.status == PaymentStatus.REQUIRES_ACTION:
-            _ask_to_authenticate(db, account, payment)
+    if not outcome.succeeded:
+        # Only when no card paid: confirming a payment after the backup card paid would
+        # top up twice.
+        for payment in outcome.tried:
+            if payment.status == PaymentStatus.REQUIRES_ACTION:
+                _ask_to_authenticate(db, account, payment)
     payment = outcome.payment
     failures = [
         f"{_card_name(p.card)}: {p.failure_message or 'failed'}" for p in outcome.tried[:-1]
@@ -156,7 +159,7 @@ def _ask_to_authenticate(db: Session, account: Account, payment: Payment) -> Non
     amount = format_money(payment.amount_minor, payment.currency)
     try:
         link = url_for("billing.authenticate_payment", payment_id=payment.id, _external=True)
-    except RuntimeError:  # no request and no SERVER_NAME (a job): a relative link
+    except RuntimeError:  # no request and no SERVER_NAME (a job): the path alone
         link = f"/billing/payments/{payment.id}/authenticate"
     notify(
         db,

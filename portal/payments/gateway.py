@@ -342,6 +342,12 @@ def create_refund(
     )
 
 
+def payment_intent_client_secret(pi_id: str) -> str:
+    """The client secret Stripe.js needs to finish a PaymentIntent in the browser (3-D Secure)."""
+    with _translated():
+        return client().v1.payment_intents.retrieve(pi_id).client_secret
+
+
 def retrieve_payment_intent(pi_id: str) -> ChargeResult:
     """The current state of a PaymentIntent (for reconciling pending payments)."""
     with _translated():

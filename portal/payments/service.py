@@ -671,6 +671,44 @@ def top_up(db: Session, *, account: Account, product_id: int, idempotency_key: s
     return outcome.payment
 
 
+# --- 3-D Secure: the customer finishes a payment the bank wants confirmed -------------
+
+
+def payment_needing_authentication(db: Session, *, account: Account, payment_id: int) -> Payment:
+    """The account's own payment that waits for the customer's bank (else NotFound)."""
+    payment = db.get(Payment, payment_id) if 0 < payment_id < 2**62 else None
+    if payment is None or payment.account_id != account.id:
+        raise NotFound("No such payment.")
+    return payment
+
+
+def authentication_secret(db: Session, *, account: Account, payment_id: int) -> tuple[Payment, str]:
+    """The payment and the client secret for Stripe.js, while authentication is needed."""
+    payment = payment_needing_authentication(db, account=account, payment_id=payment_id)
+    if payment.status != PaymentStatus.REQUIRES_ACTION or not payment.stripe_payment_intent_id:
+        return payment, ""
+    return payment, gateway.payment_intent_client_secret(payment.stripe_payment_intent_id)
+
+
+def finish_authentication(db: Session, *, account: Account, payment_id: int) -> Payment:
+    """After Stripe.js: ask Stripe how the PaymentIntent ended and settle it (credits once)."""
+    payment = payment_needing_authentication(db, account=account, payment_id=payment_id)
+    if payment.status != PaymentStatus.REQUIRES_ACTION or not payment.stripe_payment_intent_id:
+        return payment  # already settled (a webhook, or a second click)
+    result = gateway.retrieve_payment_intent(payment.stripe_payment_intent_id)
+    if result.status == "succeeded":
+        return settle_payment_succeeded(
+            db,
+            payment=payment,
+            payment_intent_id=result.payment_intent_id,
+            charge_id=result.charge_id,
+        )
+    if result.status in ("requires_payment_method", "canceled"):
+        reason = result.failure_message or "Your bank did not confirm the payment."
+        return settle_payment_failed(db, payment=payment, message=f"{reason} No money was taken.")
+    return payment  # still waiting for the bank (or processing): nothing changes yet
+
+
 def _raise_unless_succeeded(payment: Payment) -> None:
     if payment.status == PaymentStatus.SUCCEEDED:
         return
