@@ -19,6 +19,7 @@ from portal.models import (
     AutoRechargeSetting,
     OutboxEmail,
     Payment,
+    PaymentPurpose,
     PaymentStatus,
     TopupProduct,
 )
@@ -107,7 +108,7 @@ def test_another_customers_payment_is_not_found(app, client, db, signed_in, prod
             session,
             account=account,
             amount_minor=500,
-            purpose=__import__("portal.models", fromlist=["PaymentPurpose"]).PaymentPurpose.TOPUP,
+            purpose=PaymentPurpose.TOPUP,
             idempotency_key=uuid.uuid4().hex,
             on_session=True,
         )
