@@ -56,6 +56,7 @@ from portal.models.tenancy import (
 from portal.models.vouchers import (
     BatchStatus,
     CardCode,
+    CardCodeCharge,
     CardCodeRecharge,
     CardStatus,
     TopupCard,
