@@ -50,8 +50,9 @@ def receive_event(db: Session, *, event: StripeEvent, payload: bytes) -> Answer:
         return Answer("duplicate", 200)
     handler = HANDLERS.get(event.type)
     if handler is None:
-        _finish(db, row.id, "ignored")
-        return Answer("ignored", 200)
+        reason = f"Not handled: the portal does not act on {event.type} events."
+        _finish(db, row.id, "ignored", reason)
+        return Answer("ignored", 200, reason)
     try:
         handler(db, event.object)
     except MalformedEvent as exc:
@@ -104,6 +105,7 @@ def _store(db: Session, event_id: str, event_type: str, payload: bytes) -> Webho
 
 
 def _finish(db: Session, row_id: int, status: str, error: str = "") -> None:
+    """Record the outcome; `error` holds the reason of a failed (or ignored) event."""
     row = db.get(WebhookEvent, row_id)
     row.status = status
     row.error = error[:500]

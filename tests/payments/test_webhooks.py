@@ -278,7 +278,9 @@ def test_unknown_event_types_are_acknowledged_and_ignored(client, db):
     response = post_event(client, "invoice.finalized", {"id": "in_1", "object": "invoice"})
     assert response.status_code == 200
     assert response.get_json()["outcome"] == "ignored"
-    assert db.query(WebhookEvent).one().type == "invoice.finalized"
+    row = db.query(WebhookEvent).one()
+    assert (row.type, row.status) == ("invoice.finalized", "ignored")
+    assert "does not act on invoice.finalized" in row.error
     assert db.query(LedgerEntry).count() == 0
 
 
