@@ -1,8 +1,8 @@
 """Every payment outcome, in any order and any number of deliveries, moves money once.
 
 One payment's life: it succeeds (webhook and our own synchronous answer), is refunded
-in part (re_1) and then in full (re_2), its charge is disputed (funds withdrawn) and the
-dispute is won (funds reinstated). Whatever order these arrive in, each delivered up to
+in part (re_1) and then in full (re_2, also reported by charge.refund.updated), its charge
+is disputed (created, funds withdrawn) and the dispute is won (funds reinstated, closed). Whatever order these arrive in, each delivered up to
 three times (the same event id again, or a new event about the same object), the final
 balance, the set of ledger entries and the payment's status are the same.
 """
@@ -123,8 +123,11 @@ def life_events(ids: dict, amount: int = AMOUNT) -> dict[str, tuple[str, dict]]:
         "succeeded": ("payment_intent.succeeded", intent),
         "partial_refund": ("charge.refunded", charge([first])),
         "full_refund": ("charge.refunded", charge([first, second])),
+        "refund_updated": ("charge.refund.updated", second),
+        "dispute_created": ("charge.dispute.created", dispute("needs_response")),
         "funds_withdrawn": ("charge.dispute.funds_withdrawn", dispute("needs_response")),
         "funds_reinstated": ("charge.dispute.funds_reinstated", dispute("won")),
+        "dispute_closed": ("charge.dispute.closed", dispute("won")),
     }
 
 
@@ -170,7 +173,16 @@ def expected(payment_id: int, ids: dict):
     return (AMOUNT - part - (AMOUNT - part) - AMOUNT + AMOUNT, ledger, PaymentStatus.WON, AMOUNT)
 
 
-NAMES = ["succeeded", "partial_refund", "full_refund", "funds_withdrawn", "funds_reinstated"]
+NAMES = [
+    "succeeded",
+    "partial_refund",
+    "full_refund",
+    "refund_updated",
+    "dispute_created",
+    "funds_withdrawn",
+    "funds_reinstated",
+    "dispute_closed",
+]
 
 
 @st.composite
