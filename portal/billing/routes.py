@@ -38,6 +38,7 @@ def _add_credit_context(account, form: TopUpForm | None = None, **extra) -> dict
     return {
         "topup_form": form,
         "primary_card": service.card_with_role(session, account=account, role=CardRole.PRIMARY),
+        "awaiting": service.payments_awaiting_authentication(session, account=account),
         **extra,
     }
 

@@ -674,6 +674,22 @@ def top_up(db: Session, *, account: Account, product_id: int, idempotency_key: s
 # --- 3-D Secure: the customer finishes a payment the bank wants confirmed -------------
 
 
+def payments_awaiting_authentication(db: Session, *, account: Account) -> list[Payment]:
+    """The account's payments its bank wants confirmed (e.g. an automatic top-up), newest first."""
+    return list(
+        db.scalars(
+            select(Payment)
+            .where(
+                Payment.account_id == account.id,
+                Payment.status == PaymentStatus.REQUIRES_ACTION,
+                Payment.needs_authentication.is_(True),
+            )
+            .order_by(Payment.id.desc())
+            .limit(3)
+        )
+    )
+
+
 def payment_needing_authentication(db: Session, *, account: Account, payment_id: int) -> Payment:
     """The account's own payment that waits for the customer's bank (else NotFound)."""
     payment = db.get(Payment, payment_id) if 0 < payment_id < 2**62 else None
