@@ -1,10 +1,11 @@
 """Every payment outcome, in any order and any number of deliveries, moves money once.
 
-One payment's life: it succeeds (webhook and our own synchronous answer), is refunded
-in part (re_1) and then in full (re_2, also reported by charge.refund.updated), its charge
-is disputed (created, funds withdrawn) and the dispute is won (funds reinstated, closed). Whatever order these arrive in, each delivered up to
-three times (the same event id again, or a new event about the same object), the final
-balance, the set of ledger entries and the payment's status are the same.
+One payment's life: it succeeds (webhook and our own synchronous answer), is refunded in
+part (re_1) and then in full (re_2, also reported by charge.refund.updated), its charge is
+disputed (created, funds withdrawn) and the dispute is won (funds reinstated, closed).
+Whatever order these arrive in, each delivered up to three times (the same event id again,
+or a new event about the same object), the final balance, the set of ledger entries and
+the payment's status are the same.
 """
 
 from __future__ import annotations

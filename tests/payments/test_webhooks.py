@@ -7,6 +7,8 @@ import time
 import uuid
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from portal import db as portal_db
 from portal.models import (
@@ -20,7 +22,7 @@ from portal.models import (
     PaymentStatus,
     WebhookEvent,
 )
-from portal.payments import gateway, service
+from portal.payments import gateway, service, webhooks
 from tests.builders import make_customer
 from tests.payments.conftest import add_test_card, card_roles, event_body, post_event, sign
 
@@ -382,3 +384,62 @@ def test_payment_method_updated_refreshes_expiry(app, client, db, account_id):
     db.rollback()
     card = db.get(PaymentCard, card_id)
     assert (card.exp_month, card.exp_year) == (3, 2031)
+
+
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=30)
+    | st.sampled_from(["pi_1", "ch_1", "re_1", "dp_1", "pm_1", "cus_1", "seti_1", "succeeded"]),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "id",
+                    "amount",
+                    "amount_refunded",
+                    "charge",
+                    "payment_intent",
+                    "status",
+                    "refunds",
+                    "data",
+                    "metadata",
+                    "latest_charge",
+                    "customer",
+                    "card",
+                    "exp_month",
+                    "exp_year",
+                    "payment_method",
+                    "reason",
+                    "last_payment_error",
+                    "payment_id",
+                ]
+            ),
+            children,
+            max_size=6,
+        )
+    ),
+    max_leaves=12,
+)
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    event_type=st.sampled_from(sorted(webhooks.HANDLERS)) | st.text(max_size=20),
+    obj=JSON_VALUES,
+)
+def test_no_signed_event_body_is_ever_a_500(client, db, event_type, obj):
+    body = _signed_event(type=event_type, data={"object": obj})
+    response = _post_raw(client, body, sign(body))
+    assert response.status_code in (200, 400), response.get_data(as_text=True)
+    db.rollback()
+    row = db.query(WebhookEvent).filter_by(payload=body.decode()).one()
+    assert row.status in ("processed", "ignored", "failed")
+    assert (row.status == "failed") == bool(row.error) or row.status == "ignored"
