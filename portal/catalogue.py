@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from portal import audit, settings
@@ -112,13 +112,17 @@ def _record(db, actor, item, action, before, after) -> None:
 def _check_unique(db: Session, item, values: dict) -> None:
     name = values.get("name")
     if isinstance(item, Reseller) and name:
-        clash = select(Reseller.id).where(func.lower(Reseller.name) == name.lower())
+        # SQLite's lower() folds ASCII only: compare both sides in SQL, and exactly too.
+        same = or_(Reseller.name == name, func.lower(Reseller.name) == func.lower(name))
+        clash = select(Reseller.id).where(same)
         if db.scalar(clash.where(Reseller.id != (item.id or 0))):
             raise CatalogueError("A reseller with this name already exists.", field="name")
     if isinstance(item, CustomerClass) and name:
         clash = select(CustomerClass.id).where(
             CustomerClass.reseller_id == item.reseller_id,
-            func.lower(CustomerClass.name) == name.lower(),
+            or_(
+                CustomerClass.name == name, func.lower(CustomerClass.name) == func.lower(name)
+            ),
             CustomerClass.id != (item.id or 0),
         )
         if db.scalar(clash):
