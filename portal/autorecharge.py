@@ -33,6 +33,8 @@ from portal.models import (
     PaymentStatus,
     utcnow,
 )
+from portal.money import format_money
+from portal.notifications import notify
 
 log = logging.getLogger(__name__)
 
@@ -115,34 +117,67 @@ def _card(db: Session, account_id: int, role: CardRole) -> PaymentCard | None:
     )
 
 
-def _cards(db: Session, attempt: AutoRechargeAttempt) -> list[PaymentCard]:
-    cards = [_card(db, attempt.account_id, role) for role in (CardRole.PRIMARY, CardRole.SECONDARY)]
-    return [card for card in cards if card is not None]
-
-
 def _run_attempt(db: Session, attempt: AutoRechargeAttempt, now: datetime) -> AutoRechargeAttempt:
-    from portal.payments.service import charge_card
+    from portal.domain import ValidationFailed
+    from portal.payments.service import charge_with_backup
 
     account = db.get(Account, attempt.account_id)
-    failures = []
-    for card in _cards(db, attempt):
-        payment = charge_card(
+    try:
+        outcome = charge_with_backup(
             db,
             account=account,
-            card=card,
             amount_minor=attempt.amount_minor,
             purpose=PaymentPurpose.AUTO_RECHARGE,
-            idempotency_key=f"{attempt.idempotency_key}:card{card.id}",
+            idempotency_key=attempt.idempotency_key,
+            on_session=False,
         )
-        if payment.status == PaymentStatus.SUCCEEDED:
-            return _succeeded(db, attempt, card, payment, failures)
-        if payment.status == PaymentStatus.PENDING:
-            return _waiting(db, attempt, card, payment)
-        failures.append(f"{_card_name(card)}: {payment.failure_message or 'failed'}")
+    except ValidationFailed:  # the cards were removed since the attempt was claimed
+        db.rollback()
+        return _failed(db, attempt, [], now)
+    if not outcome.succeeded:
+        # Only when no card paid: confirming a payment after the backup card paid would
+        # top up twice.
+        for payment in outcome.tried:
+            if payment.status == PaymentStatus.REQUIRES_ACTION:
+                _ask_to_authenticate(db, account, payment)
+    payment = outcome.payment
+    failures = [
+        f"{_card_name(p.card)}: {p.failure_message or 'failed'}" for p in outcome.tried[:-1]
+    ]
+    if outcome.succeeded:
+        return _succeeded(db, attempt, payment.card, payment, failures)
+    if payment.status == PaymentStatus.PENDING:
+        return _waiting(db, attempt, payment.card, payment)
+    failures.append(f"{_card_name(payment.card)}: {payment.failure_message or 'failed'}")
     return _failed(db, attempt, failures, now)
 
 
-def _card_name(card: PaymentCard) -> str:
+def _ask_to_authenticate(db: Session, account: Account, payment: Payment) -> None:
+    """Off-session, the bank wants the customer: email and notice with a link to finish."""
+    from flask import url_for
+
+    amount = format_money(payment.amount_minor, payment.currency)
+    try:
+        link = url_for("billing.authenticate_payment", payment_id=payment.id, _external=True)
+    except RuntimeError:  # no request and no SERVER_NAME (a job): the path alone
+        link = f"/billing/payments/{payment.id}/authenticate"
+    notify(
+        db,
+        account=account,
+        subject=f"Please confirm the automatic top-up of {amount} with your bank",
+        body=(
+            f"Hello {account.name},\n\nYour bank asks you to confirm the automatic top-up of "
+            f"{amount} for account {account.number} (3-D Secure). Finish it here:\n{link}\n"
+        ),
+        dedupe_key=f"authenticate:{payment.id}",
+        level="warning",
+    )
+    db.commit()
+
+
+def _card_name(card: PaymentCard | None) -> str:
+    if card is None:
+        return "a removed card"
     return f"{card.role.value} card {card.brand.title()} •••• {card.last4}"
 
 

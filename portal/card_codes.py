@@ -6,16 +6,26 @@ default currency, or the explicit state Unlimited (credit_minor is then None).
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from portal import audit
+from portal import audit, usage
 from portal.domain import NotFound, ValidationFailed
-from portal.models import Account, CardCode, CardCodeRecharge, Role, User
+from portal.models import (
+    Account,
+    CardCode,
+    CardCodeCharge,
+    CardCodeRecharge,
+    Role,
+    User,
+    utcnow,
+)
 from portal.money import format_money, format_plain
 from portal.pins import random_digits
 from portal.settings import default_currency
@@ -355,3 +365,126 @@ def search_recharges(
 
 def _day_start(day: date) -> datetime:
     return datetime.combine(day, time.min, tzinfo=UTC)
+
+
+# --- Card codes in use: the switch charges calls to a card code's credit ---------------------
+
+USAGE_ROWS = 50
+
+
+def find_card_code(db: Session, *, reseller_id: int | None, code: str) -> CardCode:
+    """The card code with this code in the token's reseller (an operator token: any, if unique)."""
+    if not isinstance(code, str) or not CODE_PATTERN.match(code):
+        raise NotFound("No such card code.")
+    stmt = select(CardCode).where(CardCode.code == code)
+    if reseller_id is not None:
+        stmt = stmt.where(CardCode.reseller_id == reseller_id)
+    cards = db.scalars(stmt.limit(2)).all()
+    if len(cards) != 1:
+        raise NotFound("No such card code.")
+    return cards[0]
+
+
+def charge_card_code(
+    db: Session, *, reseller_id: int | None, code: str, payload: object
+) -> usage.ChargeAnswer:
+    """Debit a call charge from a card code's credit once per idempotency key (commits).
+
+    201 with Credit Left; 402 when the credit does not cover it (Credit Left 0: no calls);
+    Unlimited never runs out. A replayed key answers what the first request got.
+    """
+    if not isinstance(payload, dict):
+        raise usage.ChargeInputError({"body": "Send a JSON object."})
+    card = find_card_code(db, reseller_id=reseller_id, code=code)
+    charge = usage.parse_charge(payload, card.currency)
+    card = _lock(db, card.id)  # serialises charges (and twins of one key) per card code
+    stored = _stored_charge(db, card.id, charge)
+    if stored is not None:
+        db.rollback()
+        return stored
+    status, body = _debit_credit(card, charge)
+    row = CardCodeCharge(
+        card_code_id=card.id,
+        idempotency_key=charge.idempotency_key,
+        request_fingerprint=charge.fingerprint,
+        amount_minor=charge.amount_minor,
+        description=charge.description,
+        status_code=status,
+        credit_left_minor=card.credit_minor,
+        response_json="",
+        created_at=utcnow(),
+    )
+    db.add(row)
+    db.flush()
+    if status == 201:
+        body["charge_id"] = row.id
+    row.response_json = json.dumps(body)
+    try:
+        db.commit()
+    except IntegrityError:
+        db.rollback()  # a concurrent twin of this request answered first
+        stored = _stored_charge(db, card.id, charge)
+        if stored is None:
+            raise
+        return stored
+    return usage.ChargeAnswer(status, body, card.account_id)
+
+
+def _stored_charge(db: Session, card_id: int, charge) -> usage.ChargeAnswer | None:
+    row = db.scalar(
+        select(CardCodeCharge).where(
+            CardCodeCharge.card_code_id == card_id,
+            CardCodeCharge.idempotency_key == charge.idempotency_key,
+        )
+    )
+    if row is None:
+        return None
+    if row.request_fingerprint != charge.fingerprint:
+        raise usage.ChargeInputError(
+            {"idempotency_key": "This key was already used for a different charge."}
+        )
+    card = db.get(CardCode, card_id)
+    return usage.ChargeAnswer(
+        row.status_code, json.loads(row.response_json), card.account_id, replayed=True
+    )
+
+
+def credit_left_text(card: CardCode) -> str:
+    return "Unlimited" if card.unlimited else format_plain(card.credit_minor or 0, card.currency)
+
+
+def _debit_credit(card: CardCode, charge) -> tuple[int, dict]:
+    amount = format_plain(charge.amount_minor, card.currency)
+    if not card.unlimited:
+        left = card.credit_minor or 0
+        if left < charge.amount_minor:
+            return 402, {
+                "error": "insufficient_credit",
+                "message": (
+                    f"Credit Left ({format_money(left, card.currency)}) does not cover this "
+                    f"charge ({format_money(charge.amount_minor, card.currency)})."
+                ),
+                "code": card.code,
+                "amount": amount,
+                "credit_left": credit_left_text(card),
+                "currency": card.currency,
+            }
+        card.credit_minor = left - charge.amount_minor
+    return 201, {
+        "code": card.code,
+        "amount": amount,
+        "credit_left": credit_left_text(card),
+        "currency": card.currency,
+    }
+
+
+def card_code_usage(db: Session, card: CardCode, limit: int = USAGE_ROWS) -> list[CardCodeCharge]:
+    """The latest calls charged to the card code (refused ones too), newest first."""
+    return list(
+        db.scalars(
+            select(CardCodeCharge)
+            .where(CardCodeCharge.card_code_id == card.id)
+            .order_by(CardCodeCharge.id.desc())
+            .limit(limit)
+        )
+    )

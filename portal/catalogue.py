@@ -120,7 +120,7 @@ def _check_unique(db: Session, item, values: dict) -> None:
     if isinstance(item, CustomerClass) and name:
         clash = select(CustomerClass.id).where(
             CustomerClass.reseller_id == item.reseller_id,
-            or_(CustomerClass.name == name, func.lower(CustomerClass.name) == name.lower()),
+            or_(CustomerClass.name == name, func.lower(CustomerClass.name) == func.lower(name)),
             CustomerClass.id != (item.id or 0),
         )
         if db.scalar(clash):

@@ -140,6 +140,8 @@ def _history(db, account, kind, old, *, actor, valid_until=None, now=None) -> No
         valid_until=valid_until,
         dedupe_key=f"credit-limit:{change.id}",
     )
+    # Available funds changed without a ledger entry: recharge and warnings check after commit.
+    ledger.note_funds_changed(db, account.id)
 
 
 def _audit(db, account, action, before, after, actor) -> None:

@@ -48,9 +48,38 @@ def _sqlite_begin(conn) -> None:
 def init_app(app: Flask) -> None:
     engine = make_engine(app.config["SQLALCHEMY_DATABASE_URI"])
     app.extensions["engine"] = engine
-    app.extensions["session_factory"] = sessionmaker(bind=engine, expire_on_commit=False)
+    factory = sessionmaker(bind=engine, expire_on_commit=False)
+    event.listen(factory, "after_commit", _after_commit)
+    event.listen(factory, "after_rollback", _after_rollback)
+    app.extensions["session_factory"] = factory
     app.teardown_request(_close_request_session)
+    # Registered before _close_session, so it runs after it (Flask runs them in reverse).
+    app.teardown_appcontext(_run_deferred_checks)
     app.teardown_appcontext(_close_session)
+
+
+def _after_commit(db_session: Session) -> None:
+    # Funds changed (portal.ledger.note_funds_changed): run the auto-recharge and warning
+    # checks now that the change is visible to other sessions.
+    changed = db_session.info.pop("funds_changed", None)
+    if not changed:
+        return
+    from flask import current_app, has_app_context
+
+    if has_app_context():
+        from portal.jobs import funds_changed
+
+        funds_changed(current_app._get_current_object(), changed)
+
+
+def _run_deferred_checks(exc: BaseException | None) -> None:
+    from portal.jobs import run_deferred_checks
+
+    run_deferred_checks()
+
+
+def _after_rollback(db_session: Session) -> None:
+    db_session.info.pop("funds_changed", None)
 
 
 def get_engine(app: Flask | None = None) -> Engine:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from datetime import datetime, timedelta
 
-from flask import Flask, current_app
+from flask import Flask, current_app, g
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -193,24 +193,65 @@ def run_job(name: str, *, app: Flask | None = None, now: datetime | None = None)
 # --- Checks right after a debit (never slowing the debit's request) ------------------------
 
 _executor: ThreadPoolExecutor | None = None
-_pending: set[tuple[int, int]] = set()
+_pending: set[tuple[int, int, bool]] = set()
 _pending_lock = threading.Lock()
 _futures: set[Future] = set()
 
 
-def enqueue_after_debit(app: Flask, account_id: int) -> None:
+_inline = threading.local()
+
+
+def funds_changed(app: Flask, changed: dict[int, bool]) -> None:
+    """After a commit that changed accounts' funds ({account id: went down}).
+
+    Thread mode queues the checks at once; inline mode runs them when the request or app
+    context ends (never inside a commit, where another session may hold the database).
+    """
+    mode = app.config.get("AFTER_DEBIT_CHECKS", "thread")
+    if mode == "off":
+        return
+    if mode != "inline":
+        for account_id, decreased in changed.items():
+            enqueue_after_debit(app, account_id, recharge=decreased)
+        return
+    deferred = g.setdefault("funds_checks", {})
+    for account_id, decreased in changed.items():
+        deferred[account_id] = deferred.get(account_id, False) or decreased
+
+
+def run_deferred_checks() -> None:
+    """Run the inline checks collected during this app context (its teardown)."""
+    deferred = g.pop("funds_checks", None)
+    if not deferred:
+        return
+    app = current_app._get_current_object()
+    for account_id, decreased in deferred.items():
+        try:
+            enqueue_after_debit(app, account_id, recharge=decreased)
+        except Exception:  # a teardown has nobody to report to but the log
+            log.exception("after-change checks failed for account %s", account_id)
+
+
+def enqueue_after_debit(app: Flask, account_id: int, *, recharge: bool = True) -> None:
     """Queue the auto-recharge and warning checks of an account (in-process, two threads).
 
     AFTER_DEBIT_CHECKS: "thread" (default), "inline" (tests, CLI) or "off"; the periodic
-    sweeps catch anything lost when the process stops.
+    sweeps catch anything lost when the process stops. recharge=False (funds went up):
+    only the warnings, which re-arm.
     """
     mode = app.config.get("AFTER_DEBIT_CHECKS", "thread")
     if mode == "off":
         return
     if mode == "inline":
-        after_debit_checks(app, account_id)
+        if getattr(_inline, "running", False):
+            return  # a check is running in this thread: it ends with the warnings anyway
+        _inline.running = True
+        try:
+            after_debit_checks(app, account_id, recharge=recharge)
+        finally:
+            _inline.running = False
         return
-    key = (id(app), account_id)
+    key = (id(app), account_id, recharge)
     with _pending_lock:
         if key in _pending:
             return  # a check already queued will see this debit too
@@ -228,22 +269,24 @@ def _get_executor() -> ThreadPoolExecutor:
         return _executor
 
 
-def _queued_check(app: Flask, account_id: int, key: tuple[int, int]) -> None:
+def _queued_check(app: Flask, account_id: int, key: tuple[int, int, bool]) -> None:
     with _pending_lock:
         _pending.discard(key)
     try:
-        after_debit_checks(app, account_id)
+        after_debit_checks(app, account_id, recharge=key[2])
     except Exception:  # a background thread has nobody to report to but the log
         log.exception("after-debit checks failed for account %s", account_id)
 
 
-def after_debit_checks(app: Flask, account_id: int, now: datetime | None = None) -> None:
+def after_debit_checks(
+    app: Flask, account_id: int, now: datetime | None = None, *, recharge: bool = True
+) -> None:
     """Auto-recharge if at or below the threshold, then the funds warnings."""
     with app.app_context():
         db = portal_db.new_session()
         try:
             autorecharge = _optional("portal.autorecharge")
-            if autorecharge is not None:
+            if autorecharge is not None and recharge:
                 autorecharge.recharge_if_needed(db, account_id=account_id, now=now)
             from portal.notifications import check_funds_warnings
 

@@ -40,6 +40,20 @@ class CurrencyMismatch(LedgerError):
     pass
 
 
+# session.info key: {account id: whether its funds went down} since the last commit.
+FUNDS_CHANGED = "funds_changed"
+
+
+def note_funds_changed(db: Session, account_id: int, *, decreased: bool = True) -> None:
+    """Remember that an account's available funds changed in this transaction.
+
+    After the commit the auto-recharge and warning checks run for it (portal.db listens
+    for the commit). Also called for changes without a ledger entry (credit limits).
+    """
+    changed = db.info.setdefault(FUNDS_CHANGED, {})
+    changed[account_id] = changed.get(account_id, False) or decreased
+
+
 @dataclass(frozen=True)
 class Posting:
     entry: LedgerEntry
@@ -143,6 +157,10 @@ def post_entry(
     )
     db.add(entry)
     db.flush()
+    if kind != EntryKind.USAGE:
+        # The switch's charges queue their checks themselves (api/routes.py), keeping that
+        # path free of this bookkeeping.
+        note_funds_changed(db, account_id, decreased=amount_minor < 0)
     return Posting(entry, replayed=False)
 
 

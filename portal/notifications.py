@@ -22,6 +22,8 @@ from portal.models import (
     MailStatus,
     Notice,
     OutboxEmail,
+    Role,
+    User,
     utcnow,
 )
 from portal.money import format_money
@@ -111,6 +113,36 @@ def queue_email(
     except IntegrityError:
         return False
     return True
+
+
+def notify_admins(
+    db: Session, *, reseller_id: int | None, subject: str, body: str, dedupe_key: str
+) -> int:
+    """Queue one email to each active admin of the reseller (the operators when it has none).
+
+    Idempotent per dedupe_key; returns the mails queued. The caller commits.
+    """
+    admins = (
+        db.scalars(
+            select(User).where(
+                User.active.is_(True),
+                User.role == Role.RESELLER_ADMIN,
+                User.reseller_id == reseller_id,
+            )
+        ).all()
+        or db.scalars(select(User).where(User.active.is_(True), User.role == Role.OPERATOR)).all()
+    )
+    return sum(
+        queue_email(
+            db,
+            to_address=admin.email,
+            subject=subject,
+            body=body,
+            reseller_id=reseller_id,
+            dedupe_key=f"{dedupe_key}:{admin.id}"[:120],
+        )
+        for admin in admins
+    )
 
 
 def notices_for(db: Session, account_id: int, limit: int = 50) -> list[Notice]:

@@ -27,6 +27,7 @@ ADMIN_NAV = [
     ("admin.users", "Users"),
     ("admin.topup_cards", "Top-up cards"),
     ("admin.card_codes", "Card codes"),
+    ("admin.payments", "Payments"),
     ("admin.customer_classes", "Customer classes"),
     ("admin.audit_log", "Audit log"),
     ("admin.api_tokens", "API tokens"),

@@ -86,12 +86,39 @@ def visible_condition() -> ColumnElement[bool]:
     return or_(TopupCard.batch_id.is_(None), TopupCard.batch_id.not_in(unfinished))
 
 
-def display_status(card: TopupCard, now: datetime | None = None) -> CardStatus:
-    """new / activated / expired; expired = expiry in the past and never activated."""
-    now = now or utcnow()
-    if card.status == CardStatus.NEW and card.expires_at is not None and card.expires_at <= now:
+def card_status(stored: CardStatus, expires_at: datetime | None, now: datetime) -> CardStatus:
+    """THE rule for a card's status (SPEC 11), used everywhere:
+
+    activated once redeemed (for ever); otherwise expired while its expiry is in the past
+    and new again as soon as it is not (the stored "expired" written by the expiry job is
+    only a cache of this rule). `status_condition` is its SQL twin.
+    """
+    if stored == CardStatus.ACTIVATED:
+        return CardStatus.ACTIVATED
+    if expires_at is not None and expires_at <= now:
         return CardStatus.EXPIRED
-    return card.status
+    return CardStatus.NEW
+
+
+def stored_status_for(expires_at: datetime | None, now: datetime) -> CardStatus:
+    """What to store for a card that was never activated, given its (new) expiry."""
+    return card_status(CardStatus.NEW, expires_at, now)
+
+
+def status_condition(status: CardStatus, now: datetime) -> ColumnElement[bool]:
+    """SQL for "card_status(...) == status" (kept in step by a test over every case)."""
+    unexpired = or_(TopupCard.expires_at.is_(None), TopupCard.expires_at > now)
+    never_activated = TopupCard.status.in_([CardStatus.NEW, CardStatus.EXPIRED])
+    if status == CardStatus.NEW:
+        return and_(never_activated, unexpired)
+    if status == CardStatus.EXPIRED:
+        return and_(never_activated, TopupCard.expires_at <= now)
+    return TopupCard.status == CardStatus.ACTIVATED
+
+
+def display_status(card: TopupCard, now: datetime | None = None) -> CardStatus:
+    """new / activated / expired, by the one rule (card_status)."""
+    return card_status(card.status, card.expires_at, now or utcnow())
 
 
 @dataclass(frozen=True)
@@ -126,18 +153,6 @@ def _date_range(column, start: date | None, end: date | None) -> list[ColumnElem
     return conditions
 
 
-def _status_condition(status: CardStatus, now: datetime) -> ColumnElement[bool]:
-    unexpired = or_(TopupCard.expires_at.is_(None), TopupCard.expires_at > now)
-    if status == CardStatus.NEW:
-        return and_(TopupCard.status == CardStatus.NEW, unexpired)
-    if status == CardStatus.EXPIRED:
-        return or_(
-            TopupCard.status == CardStatus.EXPIRED,
-            and_(TopupCard.status == CardStatus.NEW, TopupCard.expires_at <= now),
-        )
-    return TopupCard.status == CardStatus.ACTIVATED
-
-
 def _prefix(column, text: str) -> ColumnElement[bool]:
     # A range instead of LIKE so both SQLite and PostgreSQL use the unique serial index.
     return and_(column >= text, column < text + "\U0010ffff")
@@ -149,7 +164,7 @@ def filter_conditions(filters: CardFilters, now: datetime | None = None) -> list
     f = filters
     conditions: list = [visible_condition()]
     if f.status is not None:
-        conditions.append(_status_condition(f.status, now))
+        conditions.append(status_condition(f.status, now))
     if f.serial:
         conditions.append(_prefix(TopupCard.serial, f.serial))
     if f.series:
@@ -346,8 +361,7 @@ def live_pins(db: Session, pin_length: int) -> int:
     existing = db.scalar(
         select(func.count())
         .select_from(TopupCard)
-        .where(TopupCard.status == CardStatus.NEW, TopupCard.pin_length == pin_length)
-        .where(or_(TopupCard.expires_at.is_(None), TopupCard.expires_at > now))
+        .where(status_condition(CardStatus.NEW, now), TopupCard.pin_length == pin_length)
     )
     pending = db.scalar(
         select(func.coalesce(func.sum(TopupCardBatch.quantity - TopupCardBatch.generated), 0))
@@ -473,7 +487,8 @@ def _taken_pins(db: Session, hashes: list[str]) -> list[str]:
     rows = db.execute(
         select(TopupCard.pin_hash, TopupCard.status).where(TopupCard.pin_hash.in_(hashes))
     )
-    return [pin_hash for pin_hash, status in rows if status == CardStatus.NEW]
+    # An expired card keeps its PIN: a new expiry date makes it redeemable again.
+    return [pin_hash for pin_hash, status in rows if status != CardStatus.ACTIVATED]
 
 
 def _taken_serials(db: Session, serials: list[str]) -> list[str]:
@@ -693,8 +708,12 @@ def mass_edit(
     values: dict[str, Any] = {}
     changed: list = []
     if expires_at is not None:
+        # A future date makes an expired, never-activated card new again (and a past one
+        # expires it): the stored status follows the one rule, card_status.
         values["expires_at"] = expires_at
+        values["status"] = stored_status_for(expires_at, utcnow())
         changed.append(TopupCard.expires_at.is_distinct_from(expires_at))
+        changed.append(TopupCard.status != values["status"])
     if reseller_id is not None:
         target = _target_reseller(db, actor, reseller_id, scope)
         values.update(reseller_id=target.id)

@@ -96,12 +96,12 @@ def _record_failure(db: Session, *, user_id: int, client_ip: str, now: datetime)
 def _find_card(db: Session, account: Account, pin: str, now: datetime) -> TopupCard | None:
     if not pin.isdigit() or not 4 <= len(pin) <= 40:
         return None
-    from portal.topup_cards import visible_condition
+    from portal.topup_cards import card_status, status_condition, visible_condition
 
     card = db.scalar(
         select(TopupCard).where(
             TopupCard.pin_hash == vault().hash(pin),
-            TopupCard.status == CardStatus.NEW,
+            status_condition(CardStatus.NEW, now),
             # A batch still generating (or killed mid-way) does not exist yet: its PINs
             # must not be redeemable before the batch is complete and visible.
             visible_condition(),
@@ -111,7 +111,7 @@ def _find_card(db: Session, account: Account, pin: str, now: datetime) -> TopupC
         return None
     if card.currency != account.currency or card.amount_minor <= 0:
         return None
-    if card.expires_at is not None and card.expires_at <= now:
+    if card_status(card.status, card.expires_at, now) != CardStatus.NEW:
         return None
     return card
 
@@ -120,7 +120,7 @@ def _claim(db: Session, card: TopupCard, account: Account, now: datetime) -> boo
     """Mark the card activated unless someone else did first (the row lock decides)."""
     result = db.execute(
         update(TopupCard)
-        .where(TopupCard.id == card.id, TopupCard.status == CardStatus.NEW)
+        .where(TopupCard.id == card.id, TopupCard.status != CardStatus.ACTIVATED)
         .values(status=CardStatus.ACTIVATED, activated_at=now, activated_account_id=account.id)
         .execution_options(synchronize_session=False)
     )

@@ -36,6 +36,9 @@ TEST_CONFIG = {
     # Admins made by tests/builders.py sign in with a password; the enforced setting (as in
     # production) is proved by tests/auth/test_two_factor.py and the browser tests.
     "TWO_FACTOR_REQUIRED_FOR_ADMINS": False,
+    # Checks after a change of funds run in the request's thread: deterministic tests,
+    # and no background writer racing a test's own SQLite session.
+    "AFTER_DEBIT_CHECKS": "inline",
 }
 
 

@@ -20,6 +20,7 @@ from portal.admin import (  # noqa: E402,F401
     catalogue_views,
     customers_views,
     outbox_views,
+    payments_views,
     routes,
     topup_cards_views,
     users_views,

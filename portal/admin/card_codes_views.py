@@ -173,6 +173,7 @@ def _credit_context(card: CardCode, credit_form: AddCreditForm, message: str | N
         "credit_form": credit_form,
         "search_form": search,
         "recharges": recharges,
+        "usage": card_codes.card_code_usage(db.session(), card),
         "message": message,
     }
 

@@ -99,12 +99,15 @@ class SearchForm(FlaskForm):
 
     def filters(self, batch_id: int | None = None) -> topup_cards.CardFilters:
         return topup_cards.CardFilters(
-            status=CardStatus(self.status.data) if self.status.data else None,
+            # Optional() lets a blank-only value through without the choice check.
+            status=CardStatus(self.status.data.strip())
+            if (self.status.data or "").strip()
+            else None,
             serial=(self.serial.data or "").strip(),
             series=(self.series.data or "").strip(),
             amount_min=self.amount_min.minor,
             amount_max=self.amount_max.minor,
-            reseller_id=int(self.reseller.data) if self.reseller.data else None,
+            reseller_id=int(self.reseller.data) if (self.reseller.data or "").isdigit() else None,
             batch_id=batch_id,
             created_from=self.created_from.data,
             created_to=self.created_to.data,

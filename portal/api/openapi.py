@@ -4,6 +4,12 @@ from __future__ import annotations
 
 DECIMAL = {"type": "string", "pattern": r"^-?\d+(\.\d+)?$", "examples": ["12.50"]}
 CURRENCY = {"type": "string", "pattern": "^[A-Z]{3}$", "examples": ["GBP"]}
+CREDIT_LEFT = {
+    "type": "string",
+    "pattern": r"^(Unlimited|\d+(\.\d+)?)$",
+    "description": 'Decimal credit left, or "Unlimited" (never runs out).',
+    "examples": ["4.50", "Unlimited"],
+}
 
 SCHEMAS = {
     "ChargeRequest": {
@@ -51,6 +57,29 @@ SCHEMAS = {
             "currency": CURRENCY,
         },
     },
+    "CardCodeCharge": {
+        "type": "object",
+        "required": ["code", "amount", "credit_left", "currency", "charge_id"],
+        "properties": {
+            "code": {"type": "string"},
+            "amount": DECIMAL,
+            "credit_left": CREDIT_LEFT,
+            "currency": CURRENCY,
+            "charge_id": {"type": "integer"},
+        },
+    },
+    "CardCodeRefusal": {
+        "type": "object",
+        "required": ["error", "message", "code", "amount", "credit_left", "currency"],
+        "properties": {
+            "error": {"type": "string", "enum": ["insufficient_credit"]},
+            "message": {"type": "string"},
+            "code": {"type": "string"},
+            "amount": DECIMAL,
+            "credit_left": CREDIT_LEFT,
+            "currency": CURRENCY,
+        },
+    },
     "Error": {
         "type": "object",
         "required": ["error", "message"],
@@ -76,6 +105,12 @@ COMMON = {
     "401": _json("Error", "Missing, unknown or revoked token."),
     "404": _json("Error", "No such account for this token's reseller."),
     "503": _json("Error", "Database busy; retry (charges: with the same idempotency_key)."),
+}
+CODE_PARAM = {
+    "name": "code",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": r"^\d{4,20}$"},
 }
 ACCOUNT_PARAM = {
     "name": "account_number",
@@ -113,6 +148,30 @@ def openapi_document() -> dict:
                     "responses": {
                         "201": _json("Charge", "Debited; the new balance and available funds."),
                         "402": _json("Refusal", "Available funds do not cover the charge."),
+                        "422": _json("Error", "Invalid body; `errors` names each field."),
+                        **COMMON,
+                    },
+                }
+            },
+            "/card-codes/{code}/charges": {
+                "post": {
+                    "operationId": "postCardCodeCharge",
+                    "summary": "Debit a call from a card code's credit (idempotent per key).",
+                    "parameters": [CODE_PARAM],
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {"$ref": "#/components/schemas/ChargeRequest"}
+                            }
+                        },
+                    },
+                    "responses": {
+                        "201": _json("CardCodeCharge", "Debited; the Credit Left."),
+                        "402": _json(
+                            "CardCodeRefusal",
+                            "The credit does not cover the charge (Credit Left 0: no calls).",
+                        ),
                         "422": _json("Error", "Invalid body; `errors` names each field."),
                         **COMMON,
                     },

@@ -8,7 +8,7 @@ from flask import current_app, g, jsonify, request
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
-from portal import api_tokens, db, usage
+from portal import api_tokens, card_codes, db, usage
 from portal.api import bp
 from portal.api.openapi import openapi_document
 from portal.domain import NotFound
@@ -58,6 +58,24 @@ def post_charge(account_number: str):
         from portal.jobs import enqueue_after_debit
 
         enqueue_after_debit(current_app._get_current_object(), answer.account_id)
+    return jsonify(answer.body), answer.status
+
+
+@bp.post("/card-codes/<code>/charges")
+@token_required
+def post_card_code_charge(code: str):
+    """Debit a call from a card code's credit: 201 (Credit Left), 402, 404, 422; replays."""
+    payload = request.get_json(force=True, silent=True)
+    session = db.session()
+    try:
+        answer = card_codes.charge_card_code(
+            session, reseller_id=g.api_token.reseller_id, code=code, payload=payload
+        )
+    except NotFound:
+        return _error(404, "not_found", "No such card code.")
+    except usage.ChargeInputError as exc:
+        return _error(422, "invalid_request", exc.message, errors=exc.errors)
+    _touch_token(session)
     return jsonify(answer.body), answer.status
 
 

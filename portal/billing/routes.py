@@ -1,18 +1,19 @@
 """Billing views: the account balance, its history, and adding credit by card."""
 
-from flask import flash, redirect, render_template, request, url_for
+from flask import abort, flash, redirect, render_template, request, url_for
 
 from portal import db, documents
 from portal.billing import bp
 from portal.billing.context import current_account
 from portal.billing.forms import HistoryFilterForm
 from portal.charts import line_chart
-from portal.domain import DomainError
+from portal.domain import DomainError, NotFound
 from portal.history import HistoryFilter, balance_series, history_page
 from portal.ledger import available_funds, effective_credit_limit
-from portal.models import CardRole, EntryKind
+from portal.models import CardRole, EntryKind, PaymentStatus
 from portal.payments import service
 from portal.payments.forms import TopUpForm, new_request_key
+from portal.payments.gateway import AuthenticationRequired
 from portal.web import is_htmx, render
 
 
@@ -45,6 +46,7 @@ def _add_credit_context(account, form: TopUpForm | None = None, **extra) -> dict
     return {
         "topup_form": form,
         "primary_card": service.card_with_role(session, account=account, role=CardRole.PRIMARY),
+        "awaiting": service.payments_awaiting_authentication(session, account=account),
         **extra,
     }
 
@@ -94,16 +96,74 @@ def topup():
             product_id=form.product_id_value() or 0,
             idempotency_key=form.idempotency_key.data,
         )
+    except AuthenticationRequired as exc:
+        payment_id = getattr(exc, "payment_id", None)
+        if payment_id is None or not is_htmx():
+            return _topup_answer(account, form, error=exc.message)
+        return _authentication_widget(account, payment_id)
     except DomainError as exc:
         return _topup_answer(account, form, error=exc.message)
     return _topup_answer(account, form, message=service.describe_topup(payment))
+
+
+def _authentication_widget(account, payment_id: int):
+    """The bank wants the customer: Stripe.js finishes the payment here (3-D Secure)."""
+    try:
+        payment, secret = service.authentication_secret(
+            db.session(), account=account, payment_id=payment_id
+        )
+    except DomainError as exc:
+        return _topup_answer(account, None, error=exc.message)
+    context = _add_credit_context(account, authenticate=payment, client_secret=secret)
+    return render_template("billing/_add_credit.html", account=account, **context)
+
+
+@bp.get("/payments/<int:payment_id>/authenticate")
+def authenticate_payment(payment_id: int):
+    """The link from the email: confirm a payment with the bank (3-D Secure), on-session."""
+    account = current_account()
+    try:
+        payment, secret = service.authentication_secret(
+            db.session(), account=account, payment_id=payment_id
+        )
+    except NotFound:
+        abort(404)
+    except DomainError as exc:
+        flash(exc.message, "error")
+        return redirect(url_for("billing.balance"), 303)
+    return render_template(
+        "billing/authenticate.html", account=account, authenticate=payment, client_secret=secret
+    )
+
+
+@bp.post("/payments/<int:payment_id>/authenticate")
+def authenticate_payment_done(payment_id: int):
+    """After Stripe.js: settle the payment from Stripe's own state (never from the browser)."""
+    account = current_account()
+    try:
+        payment = service.finish_authentication(
+            db.session(), account=account, payment_id=payment_id
+        )
+    except NotFound:
+        abort(404)
+    except DomainError as exc:
+        return _topup_answer(account, None, error=exc.message)
+    if payment.paid:
+        return _topup_answer(account, None, message=service.describe_topup(payment))
+    if payment.status == PaymentStatus.REQUIRES_ACTION:
+        return _topup_answer(
+            account, None, error="Your bank has not confirmed the payment yet. No money was taken."
+        )
+    return _topup_answer(
+        account, None, error=payment.failure_message or "The payment failed. No money was taken."
+    )
 
 
 def _errors(form) -> list[str]:
     return [message for messages in form.errors.values() for message in messages]
 
 
-def _topup_answer(account, form: TopUpForm, *, error: str = "", message: str = ""):
+def _topup_answer(account, form: TopUpForm | None, *, error: str = "", message: str = ""):
     if not is_htmx():
         flash(error or message, "error" if error else "success")
         return redirect(url_for("billing.balance"), 303)

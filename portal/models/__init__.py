@@ -28,14 +28,18 @@ from portal.models.invoicing import (
 from portal.models.ledger import EntryKind, GrantStatus, LedgerEntry, ReserveGrant, ReserveUse
 from portal.models.notifications import JobLease, MailStatus, Notice, OutboxEmail, RedeemFailure
 from portal.models.payments import (
+    PAID_STATUSES,
     AttemptStatus,
     AutoRechargeAttempt,
     AutoRechargeSetting,
     CardRole,
     Payment,
     PaymentCard,
+    PaymentDispute,
     PaymentPurpose,
+    PaymentRefund,
     PaymentStatus,
+    RefundStatus,
     WebhookEvent,
 )
 from portal.models.tenancy import (
@@ -55,6 +59,7 @@ from portal.models.tenancy import (
 from portal.models.vouchers import (
     BatchStatus,
     CardCode,
+    CardCodeCharge,
     CardCodeRecharge,
     CardStatus,
     TopupCard,

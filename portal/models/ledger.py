@@ -24,6 +24,8 @@ class EntryKind(enum.StrEnum):
     PAYMENT = "payment"
     ADJUSTMENT = "adjustment"
     REFUND = "refund"
+    CHARGEBACK = "chargeback"
+    CHARGEBACK_REVERSAL = "chargeback_reversal"
     PLAN_FEE = "plan_fee"
     CREDIT_NOTE = "credit_note"
 

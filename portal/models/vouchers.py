@@ -12,6 +12,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     String,
+    Text,
     UniqueConstraint,
     text,
 )
@@ -128,4 +129,25 @@ class CardCodeRecharge(Base):
     credit_added_minor: Mapped[int | None] = mapped_column(Minor)  # None: set to Unlimited
     credit_left_minor: Mapped[int | None] = mapped_column(Minor)  # None: Unlimited
     actor_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class CardCodeCharge(Base):
+    """A call charged to a card code's credit by the switch; the first answer is replayed."""
+
+    __tablename__ = "card_code_charges"
+    __table_args__ = (
+        UniqueConstraint("card_code_id", "idempotency_key", name="uq_card_code_charge_key"),
+        Index("ix_card_code_charges_code_id", "card_code_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    card_code_id: Mapped[int] = mapped_column(ForeignKey("card_codes.id"))
+    idempotency_key: Mapped[str] = mapped_column(String(120))
+    request_fingerprint: Mapped[str] = mapped_column(String(64))
+    amount_minor: Mapped[int] = mapped_column(Minor)
+    description: Mapped[str] = mapped_column(String(200))
+    status_code: Mapped[int] = mapped_column(Integer)
+    credit_left_minor: Mapped[int | None] = mapped_column(Minor)  # None: Unlimited
+    response_json: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -86,6 +88,19 @@ class GatewayRefused(GatewayError):
 
 class InvalidSignature(DomainError):
     pass
+
+
+class MalformedEvent(DomainError):
+    """A correctly signed webhook whose content we cannot use (kept, marked failed)."""
+
+    def __init__(self, message: str, event_id: str | None = None, event_type=None):
+        super().__init__(message)
+        self.event_id = event_id
+        self.event_type = event_type if isinstance(event_type, str) else ""
+
+
+EVENT_ID = re.compile(r"^evt_[A-Za-z0-9_]{1,76}$")
+EVENT_TYPE = re.compile(r"^[a-z_]+(\.[a-z_]+){1,4}$")
 
 
 UNAVAILABLE = "The payment service is not answering right now. Please try again in a few minutes."
@@ -302,6 +317,37 @@ def charge_off_session(
     return result
 
 
+@dataclass(frozen=True)
+class RefundResult:
+    refund_id: str
+    status: str
+    amount_minor: int
+
+
+def create_refund(
+    *, payment_intent_id: str, amount_minor: int, idempotency_key: str, metadata: dict[str, str]
+) -> RefundResult:
+    """Refund (part of) a succeeded PaymentIntent. GatewayRefused / GatewayUnavailable."""
+    with _translated():
+        refund = client().v1.refunds.create(
+            params={
+                "payment_intent": payment_intent_id,
+                "amount": amount_minor,
+                "metadata": metadata,
+            },
+            options={"idempotency_key": idempotency_key},
+        )
+    return RefundResult(
+        refund_id=refund.id, status=str(refund.status), amount_minor=int(refund.amount)
+    )
+
+
+def payment_intent_client_secret(pi_id: str) -> str:
+    """The client secret Stripe.js needs to finish a PaymentIntent in the browser (3-D Secure)."""
+    with _translated():
+        return client().v1.payment_intents.retrieve(pi_id).client_secret
+
+
 def retrieve_payment_intent(pi_id: str) -> ChargeResult:
     """The current state of a PaymentIntent (for reconciling pending payments)."""
     with _translated():
@@ -312,21 +358,50 @@ def retrieve_payment_intent(pi_id: str) -> ChargeResult:
 
 
 def construct_event(payload: bytes, sig_header: str | None, secret: str) -> StripeEvent:
-    """Verify a webhook's signature and timestamp, then parse it (InvalidSignature if bad)."""
+    """Verify a webhook's signature and timestamp, then parse it.
+
+    InvalidSignature when the signature is bad (nothing may be stored); MalformedEvent
+    when it is signed by Stripe but not an event we can read (stored as failed).
+    """
+    verify_signature(payload, sig_header, secret)
+    return parse_event(payload)
+
+
+def verify_signature(payload: bytes, sig_header: str | None, secret: str) -> None:
     if not sig_header or not secret:
         raise InvalidSignature("Missing Stripe signature.")
     try:
         stripe.WebhookSignature.verify_header(
             payload, sig_header, secret, tolerance=WEBHOOK_TOLERANCE_SECONDS
         )
-        data = json.loads(payload)
-        return StripeEvent(
-            id=str(data["id"]), type=str(data["type"]), object=data["data"]["object"]
-        )
     except stripe.SignatureVerificationError as exc:
         raise InvalidSignature("Bad Stripe signature.") from exc
-    except (ValueError, KeyError, TypeError) as exc:
-        raise InvalidSignature("Malformed Stripe event.") from exc
+    except (ValueError, TypeError, UnicodeDecodeError) as exc:
+        raise InvalidSignature("Bad Stripe signature.") from exc
+
+
+def parse_event(payload: bytes) -> StripeEvent:
+    """The event's id, type and data.object; MalformedEvent (with the reason) otherwise."""
+    try:
+        data = json.loads(payload)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MalformedEvent("The body is not JSON.") from exc
+    if not isinstance(data, dict):
+        raise MalformedEvent("The body is not a JSON object.")
+    event_id, event_type = data.get("id"), data.get("type")
+    if not isinstance(event_id, str) or not EVENT_ID.match(event_id):
+        raise MalformedEvent("The event has no valid id.", event_id=None, event_type=event_type)
+    if not isinstance(event_type, str) or not EVENT_TYPE.match(event_type):
+        raise MalformedEvent("The event has no valid type.", event_id=event_id)
+    created = data.get("created")
+    if not isinstance(created, int) or isinstance(created, bool):
+        raise MalformedEvent("The event has no creation time.", event_id, event_type)
+    if created > time.time() + WEBHOOK_TOLERANCE_SECONDS:
+        raise MalformedEvent("The event is dated in the future.", event_id, event_type)
+    obj = (data.get("data") or {}).get("object") if isinstance(data.get("data"), dict) else None
+    if not isinstance(obj, dict):
+        raise MalformedEvent("data.object is not an object.", event_id, event_type)
+    return StripeEvent(id=event_id, type=event_type, object=obj)
 
 
 # --- Development and tests only -----------------------------------------------------

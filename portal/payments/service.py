@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import select
@@ -32,7 +33,7 @@ from portal.models import (
     utcnow,
 )
 from portal.money import format_money
-from portal.payments import gateway
+from portal.payments import gateway, outcomes
 from portal.payments.gateway import (
     AuthenticationRequired,
     CardInfo,
@@ -236,6 +237,7 @@ def charge_card(
     entry_kind: EntryKind | None = None,
     idempotency_key: str,
     invoice_id: int | None = None,
+    role: CardRole | None = None,
 ) -> Payment:
     """Charge a saved card off-session and credit the balance once it succeeds.
 
@@ -250,7 +252,7 @@ def charge_card(
         return _same_payment(existing, account)
     try:
         payment = _record_pending(
-            db, account, card, amount_minor, purpose, idempotency_key, invoice_id
+            db, account, card, amount_minor, purpose, idempotency_key, role or card.role, invoice_id
         )
     except DuplicateRequest:
         return _same_payment(_by_key(db, idempotency_key), account)
@@ -285,7 +287,7 @@ def _same_payment(payment: Payment, account: Account) -> Payment:
 
 
 def _record_pending(
-    db, account, card, amount_minor, purpose, idempotency_key, invoice_id=None
+    db, account, card, amount_minor, purpose, idempotency_key, role, invoice_id=None
 ) -> Payment:
     if not isinstance(amount_minor, int) or amount_minor <= 0:
         raise ValidationFailed("The amount must be greater than zero.")
@@ -302,6 +304,7 @@ def _record_pending(
         status=PaymentStatus.PENDING,
         idempotency_key=idempotency_key,
         invoice_id=invoice_id,
+        paid_by_role=role.value if role in (CardRole.PRIMARY, CardRole.SECONDARY) else "",
     )
     db.add(payment)
     # Committed before Stripe is called: a crash mid-call leaves a pending row to reconcile.
@@ -332,8 +335,11 @@ def _apply_result(db: Session, payment: Payment, result: gateway.ChargeResult) -
         )
     # "processing": Stripe will tell us through the webhook (or the reconcile job).
     payment = _lock_payment(db, payment.id)
-    _remember_ids(payment, result.payment_intent_id, result.charge_id)
+    learnt = _learns_ids(payment, result.payment_intent_id, result.charge_id)
+    outcomes.remember_ids(payment, result.payment_intent_id, result.charge_id)
     db.commit()
+    if learnt:
+        outcomes.link_orphans(db, payment.id)
     return payment
 
 
@@ -346,13 +352,6 @@ def _lock_payment(db: Session, payment_id: int) -> Payment:
     ).scalar_one()
 
 
-def _remember_ids(payment: Payment, intent_id: str | None, charge_id: str | None) -> None:
-    if intent_id and not payment.stripe_payment_intent_id:
-        payment.stripe_payment_intent_id = intent_id
-    if charge_id and not payment.stripe_charge_id:
-        payment.stripe_charge_id = charge_id
-
-
 def find_payment(
     db: Session, *, payment_intent_id: str | None = None, metadata: dict | None = None
 ) -> Payment | None:
@@ -361,14 +360,9 @@ def find_payment(
     The metadata route matters when the webhook overtakes the synchronous answer, before
     we stored the intent id.
     """
-    if payment_intent_id:
-        payment = db.scalar(
-            select(Payment).where(Payment.stripe_payment_intent_id == payment_intent_id)
-        )
-        if payment is not None:
-            return payment
-    raw_id = str((metadata or {}).get("payment_id", ""))
-    return db.get(Payment, int(raw_id)) if raw_id.isdigit() and len(raw_id) < 19 else None
+    return outcomes.payment_of(
+        db, charge_id=None, payment_intent_id=payment_intent_id, metadata=metadata
+    )
 
 
 def settle_payment_succeeded(
@@ -379,14 +373,17 @@ def settle_payment_succeeded(
     charge_id: str | None = None,
     metadata: dict | None = None,
 ) -> Payment | None:
-    """Mark a payment succeeded and credit the balance exactly once (commits)."""
+    """Mark a payment succeeded and credit the balance exactly once (commits).
+
+    Refunds and disputes that arrived earlier are applied in the same transaction.
+    """
     payment = payment or find_payment(db, payment_intent_id=payment_intent_id, metadata=metadata)
     if payment is None:
         return None
-    account = ledger.lock_account(db, payment.account_id)  # account first, then payment
-    payment = _lock_payment(db, payment.id)
-    _remember_ids(payment, payment_intent_id, charge_id)
-    if payment.status not in (PaymentStatus.SUCCEEDED, PaymentStatus.REFUNDED):
+    account, payment = outcomes.lock_payment(db, payment.id)  # account first, then payment
+    learnt = _learns_ids(payment, payment_intent_id, charge_id)
+    outcomes.remember_ids(payment, payment_intent_id, charge_id)
+    if not payment.paid:
         posting = ledger.post_entry(
             db,
             account_id=account.id,
@@ -402,9 +399,42 @@ def settle_payment_succeeded(
             _allocate_to_invoices(db, account, payment)
         payment.status = PaymentStatus.SUCCEEDED
         payment.failure_message = ""
+        payment.needs_authentication = False
+        # The receipt is for the payment as it succeeded; refunds or disputes already
+        # known are applied after it.
         receipts.issue_receipt(db, account=account, payment=payment)
+        outcomes.sync_money(db, account, payment)
     db.commit()
+    if learnt:
+        outcomes.link_orphans(db, payment.id)
     return payment
+
+
+def note_intent(
+    db: Session,
+    *,
+    payment_intent_id: str,
+    charge_id: str | None = None,
+    metadata: dict | None = None,
+) -> Payment | None:
+    """Remember Stripe's ids for a payment still in progress (commits)."""
+    payment = find_payment(db, payment_intent_id=payment_intent_id, metadata=metadata)
+    if payment is None:
+        return None
+    _, payment = outcomes.lock_payment(db, payment.id)
+    learnt = _learns_ids(payment, payment_intent_id, charge_id)
+    outcomes.remember_ids(payment, payment_intent_id, charge_id)
+    db.commit()
+    if learnt:
+        outcomes.link_orphans(db, payment.id)
+    return payment
+
+
+def _learns_ids(payment: Payment, intent_id: str | None, charge_id: str | None) -> bool:
+    return bool(
+        (intent_id and not payment.stripe_payment_intent_id)
+        or (charge_id and not payment.stripe_charge_id)
+    )
 
 
 def _allocate_to_invoices(db: Session, account: Account, payment: Payment) -> None:
@@ -438,23 +468,28 @@ def settle_payment_failed(
     error: gateway.GatewayError | None = None,
     message: str = "",
     metadata: dict | None = None,
+    requires_action: bool = False,
 ) -> Payment | None:
     """Record a failed (or authentication-needing) payment; a succeeded one stays succeeded."""
     payment = payment or find_payment(db, payment_intent_id=payment_intent_id, metadata=metadata)
     if payment is None:
         return None
-    ledger.lock_account(db, payment.account_id)
-    payment = _lock_payment(db, payment.id)
+    _, payment = outcomes.lock_payment(db, payment.id)
+    intent_id = payment_intent_id or (error.payment_intent_id if error is not None else None)
+    charge_id = error.charge_id if error is not None else None
+    learnt = _learns_ids(payment, intent_id, charge_id)
+    outcomes.remember_ids(payment, intent_id, charge_id)
     if error is not None:
-        _remember_ids(payment, error.payment_intent_id, error.charge_id)
         message = message or error.message
-    _remember_ids(payment, payment_intent_id, None)
     # Events arrive out of order: a late "failed" never undoes a credited payment.
     if payment.status in (PaymentStatus.PENDING, PaymentStatus.REQUIRES_ACTION):
-        needs_customer = isinstance(error, AuthenticationRequired)
+        needs_customer = requires_action or isinstance(error, AuthenticationRequired)
         payment.status = PaymentStatus.REQUIRES_ACTION if needs_customer else PaymentStatus.FAILED
+        payment.needs_authentication = needs_customer
         payment.failure_message = (message or "The payment failed.")[:300]
     db.commit()
+    if learnt:
+        outcomes.link_orphans(db, payment.id)
     return payment
 
 
@@ -539,24 +574,166 @@ def topup_products(db: Session, *, account: Account) -> list[TopupProduct]:
     )
 
 
+@dataclass(frozen=True)
+class CardCharge:
+    """The outcome of charging the account's cards: primary first, then the secondary.
+
+    `payment` is the one that decides: the succeeded one, the one still pending (its
+    outcome unknown, so no other card was tried), the one waiting for the customer to
+    authenticate (on-session), or the last that failed. `tried` lists every attempt.
+    """
+
+    payment: Payment
+    tried: tuple[Payment, ...]
+
+    @property
+    def succeeded(self) -> bool:
+        return self.payment.status == PaymentStatus.SUCCEEDED or self.payment.paid
+
+    @property
+    def paid_by(self) -> str:
+        """ "primary" or "secondary" when a card paid, else ""."""
+        return self.payment.paid_by_role if self.succeeded else ""
+
+    def failures(self) -> list[str]:
+        return [
+            f"{_card_label(p)}: {p.failure_message or 'failed'}"
+            for p in self.tried
+            if p.status in (PaymentStatus.FAILED, PaymentStatus.REQUIRES_ACTION)
+        ]
+
+
+def _card_label(payment: Payment) -> str:
+    card = payment.card
+    role = payment.paid_by_role or "card"
+    if card is None:
+        return f"{role} card"
+    return f"{role} card {card.brand.title()} •••• {card.last4}"
+
+
+def charge_with_backup(
+    db: Session,
+    *,
+    account: Account,
+    amount_minor: int,
+    purpose: PaymentPurpose,
+    idempotency_key: str,
+    on_session: bool,
+) -> CardCharge:
+    """Charge the primary card, and the secondary when the primary definitively failed.
+
+    Every card attempt has its own idempotency key (`<key>:card<id>`), so repeating the
+    call replays the same attempts instead of charging again. A payment whose outcome is
+    unknown (Stripe unreachable) stops here: trying the secondary could charge twice.
+    On-session, a primary card that needs the customer to authenticate (3-D Secure) is
+    handed back for the browser to finish; off-session the secondary is tried instead.
+    Used by the manual top-up, the automatic top-up and the invoice "Pay now".
+    """
+    cards = [
+        card
+        for role in (CardRole.PRIMARY, CardRole.SECONDARY)
+        if (card := card_with_role(db, account=account, role=role)) is not None
+    ]
+    if not cards:
+        raise ValidationFailed("Add a payment card and make it primary before paying by card.")
+    tried: list[Payment] = []
+    for card in cards:
+        payment = charge_card(
+            db,
+            account=account,
+            card=card,
+            amount_minor=amount_minor,
+            purpose=purpose,
+            idempotency_key=f"{idempotency_key}:card{card.id}",
+            role=card.role,
+        )
+        tried.append(payment)
+        if payment.paid or payment.status == PaymentStatus.PENDING:
+            break
+        if payment.status == PaymentStatus.REQUIRES_ACTION and on_session:
+            break
+    return CardCharge(payment=tried[-1], tried=tuple(tried))
+
+
 def top_up(db: Session, *, account: Account, product_id: int, idempotency_key: str) -> Payment:
-    """Charge the primary card for a top-up product; raises a domain error unless it succeeded."""
+    """Charge the primary card (then the secondary) for a top-up product.
+
+    Returns the succeeded payment; raises a domain error otherwise (AuthenticationRequired
+    carries the payment for the browser to finish 3-D Secure).
+    """
     product = db.get(TopupProduct, product_id)
     if product is None or not product.active or product.currency != account.currency:
         raise ValidationFailed("Choose one of the top-up amounts shown.", field="product_id")
-    card = card_with_role(db, account=account, role=CardRole.PRIMARY)
-    if card is None:
+    if card_with_role(db, account=account, role=CardRole.PRIMARY) is None:
         raise ValidationFailed("Add a payment card and make it primary before topping up.")
-    payment = charge_card(
+    outcome = charge_with_backup(
         db,
         account=account,
-        card=card,
         amount_minor=product.amount_minor,
         purpose=PaymentPurpose.TOPUP,
         idempotency_key=f"topup:{account.id}:{idempotency_key}",
+        on_session=True,
     )
-    raise_unless_succeeded(payment)
+    if not outcome.succeeded and len(outcome.tried) > 1:
+        failures = "; ".join(outcome.failures())
+        if outcome.payment.status == PaymentStatus.FAILED:
+            raise PaymentDeclined(f"No card could pay. {failures}"[:300])
+    raise_unless_succeeded(outcome.payment)
+    return outcome.payment
+
+
+# --- 3-D Secure: the customer finishes a payment the bank wants confirmed -------------
+
+
+def payments_awaiting_authentication(db: Session, *, account: Account) -> list[Payment]:
+    """The account's payments its bank wants confirmed (e.g. an automatic top-up), newest first."""
+    return list(
+        db.scalars(
+            select(Payment)
+            .where(
+                Payment.account_id == account.id,
+                Payment.status == PaymentStatus.REQUIRES_ACTION,
+                Payment.needs_authentication.is_(True),
+            )
+            .order_by(Payment.id.desc())
+            .limit(3)
+        )
+    )
+
+
+def payment_needing_authentication(db: Session, *, account: Account, payment_id: int) -> Payment:
+    """The account's own payment that waits for the customer's bank (else NotFound)."""
+    payment = db.get(Payment, payment_id) if 0 < payment_id < 2**62 else None
+    if payment is None or payment.account_id != account.id:
+        raise NotFound("No such payment.")
     return payment
+
+
+def authentication_secret(db: Session, *, account: Account, payment_id: int) -> tuple[Payment, str]:
+    """The payment and the client secret for Stripe.js, while authentication is needed."""
+    payment = payment_needing_authentication(db, account=account, payment_id=payment_id)
+    if payment.status != PaymentStatus.REQUIRES_ACTION or not payment.stripe_payment_intent_id:
+        return payment, ""
+    return payment, gateway.payment_intent_client_secret(payment.stripe_payment_intent_id)
+
+
+def finish_authentication(db: Session, *, account: Account, payment_id: int) -> Payment:
+    """After Stripe.js: ask Stripe how the PaymentIntent ended and settle it (credits once)."""
+    payment = payment_needing_authentication(db, account=account, payment_id=payment_id)
+    if payment.status != PaymentStatus.REQUIRES_ACTION or not payment.stripe_payment_intent_id:
+        return payment  # already settled (a webhook, or a second click)
+    result = gateway.retrieve_payment_intent(payment.stripe_payment_intent_id)
+    if result.status == "succeeded":
+        return settle_payment_succeeded(
+            db,
+            payment=payment,
+            payment_intent_id=result.payment_intent_id,
+            charge_id=result.charge_id,
+        )
+    if result.status in ("requires_payment_method", "canceled"):
+        reason = result.failure_message or "Your bank did not confirm the payment."
+        return settle_payment_failed(db, payment=payment, message=f"{reason} No money was taken.")
+    return payment  # still waiting for the bank (or processing): nothing changes yet
 
 
 def raise_unless_succeeded(payment: Payment) -> None:
@@ -565,12 +742,22 @@ def raise_unless_succeeded(payment: Payment) -> None:
     if payment.status == PaymentStatus.FAILED:
         raise PaymentDeclined(payment.failure_message or "The payment failed. No money was taken.")
     if payment.status == PaymentStatus.REQUIRES_ACTION:
-        raise AuthenticationRequired(payment.failure_message or gateway.NEEDS_AUTHENTICATION)
+        error = AuthenticationRequired(
+            payment.failure_message or gateway.NEEDS_AUTHENTICATION,
+            payment_intent_id=payment.stripe_payment_intent_id,
+        )
+        error.payment_id = payment.id
+        raise error
     if payment.status == PaymentStatus.PENDING:
         raise GatewayUnavailable(PENDING_MESSAGE)
     raise DomainError("This payment was already refunded.")
 
 
 def describe_topup(payment: Payment) -> str:
-    """The confirmation shown after a successful top-up."""
-    return f"{format_money(payment.amount_minor, payment.currency)} added to your balance."
+    """The confirmation shown after a successful top-up (and which card paid)."""
+    added = f"{format_money(payment.amount_minor, payment.currency)} added to your balance"
+    if payment.paid_by_role == CardRole.SECONDARY.value:
+        return (
+            f"{added}, paid by your backup card ({_card_label(payment)}): the primary card failed."
+        )
+    return f"{added}."

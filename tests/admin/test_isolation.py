@@ -143,7 +143,7 @@ def tenant_objects(db, name: str, email: str, shared: dict) -> dict:
     code = CardCode(
         reseller_id=t.reseller.id,
         account_id=account.id,
-        code=f"1234{len(name)}",
+        code=f"1234{len(name)}{ord(name[0])}",  # distinct per tenant (the API finds codes)
         credit_minor=100,
         currency="GBP",
     )

@@ -21,11 +21,12 @@ from portal.models import (
     Payment,
     PaymentStatus,
     Plan,
+    Role,
     Subscription,
     utcnow,
 )
 from portal.payments import gateway
-from tests.builders import login, make_customer, make_reseller
+from tests.builders import login, make_customer, make_reseller, make_user
 from tests.payments.conftest import add_test_card
 
 DECLINED = "4000000000000341"
@@ -235,13 +236,18 @@ def test_a_refund_of_an_invoice_payment_is_billed_on_the_next_invoice(app, clien
     pay(client, invoice_id, pay_form(client, invoice_id))
     db.rollback()
     payment = db.scalar(select(Payment))
-    refunds.record_refund(
-        db,
-        charge_id=payment.stripe_charge_id,
-        payment_intent_id=payment.stripe_payment_intent_id,
-        amount_refunded_minor=4500,
-    )
-    db.commit()
+    with app.app_context():  # an admin refunds it in full (through localstripe)
+        session = portal_db.new_session()
+        admin = make_user(session, role=Role.RESELLER_ADMIN, reseller=bob.account.reseller)
+        refunds.refund_payment(
+            session,
+            payment=session.get(Payment, payment.id),
+            amount_minor=None,
+            reason="Paid twice",
+            actor=admin,
+            idempotency_key="refund-bob-1",
+        )
+        session.close()
     with app.app_context():
         session = portal_db.new_session()
         # The invoices up to the period after the refund (issued today, in real time).

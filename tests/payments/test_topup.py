@@ -126,9 +126,12 @@ def test_declined_card_gives_a_clear_message_and_no_credit(app, client, db, sign
 def test_card_needing_authentication_is_not_credited(app, client, db, signed_in, products):
     add_test_card(app, signed_in.account_id, "4000002500003155")
     html = top_up(client, products["£10"]).get_data(as_text=True)
-    assert "asks you to confirm this payment" in html
+    # On-session: Stripe.js finishes it in the page (tests/browser/test_three_d_secure.py).
+    assert "asks you to confirm the payment of" in html
+    assert "Confirm payment with your bank" in html and 'data-client-secret="pi_' in html
     assert money_state(db, signed_in.account_id) == (0, 0)
-    assert db.query(Payment).one().status == PaymentStatus.REQUIRES_ACTION
+    payment = db.query(Payment).one()
+    assert (payment.status, payment.needs_authentication) == (PaymentStatus.REQUIRES_ACTION, True)
 
 
 def test_top_up_without_a_primary_card_is_refused(client, db, signed_in, products):

@@ -7,6 +7,8 @@ import time
 import uuid
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from portal import db as portal_db
 from portal.models import (
@@ -20,7 +22,7 @@ from portal.models import (
     PaymentStatus,
     WebhookEvent,
 )
-from portal.payments import gateway, service
+from portal.payments import gateway, service, webhooks
 from tests.builders import make_customer
 from tests.payments.conftest import add_test_card, card_roles, event_body, post_event, sign
 
@@ -118,10 +120,79 @@ def test_bad_missing_or_stale_signatures_are_refused_and_change_nothing(
     assert db.get(Payment, payment_id).status == PaymentStatus.PENDING
 
 
-def test_signed_but_malformed_payloads_are_refused(client, db):
-    for body in [b"not json", b"{}", json.dumps({"id": "evt_1", "type": "x"}).encode()]:
-        assert _post_raw(client, body, sign(body)).status_code == 400
-    assert db.query(WebhookEvent).count() == 0
+def _signed_event(**fields) -> bytes:
+    event = {"id": f"evt_{uuid.uuid4().hex[:16]}", "object": "event", "created": int(time.time())}
+    event.update(fields)
+    return json.dumps(event).encode()
+
+
+MALFORMED = [
+    (b"not json", "not JSON"),
+    (b"[]", "not a JSON object"),
+    (b"{}", "no valid id"),
+    (json.dumps({"id": "evt_1", "type": "x"}).encode(), "no valid type"),
+    (_signed_event(type="payment_intent.succeeded", data={"object": []}), "data.object"),
+    (_signed_event(type="payment_intent.succeeded", data=[]), "data.object"),
+    (_signed_event(type="payment_intent.succeeded", created="soon", data={"object": {}}), "time"),
+    (
+        _signed_event(
+            type="payment_intent.succeeded",
+            created=int(time.time()) + 3600,
+            data={"object": {"id": "pi_1"}},
+        ),
+        "future",
+    ),
+    (_signed_event(type="payment_intent.succeeded", data={"object": {}}), "payment intent"),
+    (
+        _signed_event(type="payment_intent.succeeded", data={"object": {"id": ["pi_1"]}}),
+        "payment intent",
+    ),
+    (
+        _signed_event(
+            type="charge.refunded",
+            data={"object": {"id": "ch_1", "amount_refunded": "500"}},
+        ),
+        "amount_refunded",
+    ),
+    (
+        _signed_event(
+            type="charge.refunded",
+            data={"object": {"id": "ch_1", "amount_refunded": -5, "payment_intent": "pi_1"}},
+        ),
+        "amount_refunded",
+    ),
+    (
+        _signed_event(
+            type="charge.dispute.funds_withdrawn",
+            data={"object": {"id": "dp_1", "amount": 100, "charge": {"id": 7}}},
+        ),
+        "charge",
+    ),
+    (
+        _signed_event(
+            type="payment_method.updated",
+            data={"object": {"id": "pm_1", "card": {"exp_month": "x", "exp_year": 2030}}},
+        ),
+        "",
+    ),
+]
+
+
+@pytest.mark.parametrize("body,reason", MALFORMED)
+def test_signed_but_malformed_events_are_kept_as_failed_and_answered_400(client, db, body, reason):
+    response = _post_raw(client, body, sign(body))
+    assert response.status_code in (200, 400)  # never a 500
+    db.rollback()
+    if reason:
+        assert response.status_code == 400
+        assert reason in response.get_json()["error"]
+        row = db.query(WebhookEvent).one()
+        assert (row.status, row.processed_at) == ("failed", None)
+        assert reason in row.error
+    assert db.query(LedgerEntry).count() == 0
+    # Delivered again: still failed, still one row, still nothing moved.
+    assert _post_raw(client, body, sign(body)).status_code == response.status_code
+    assert db.query(WebhookEvent).count() <= 1
 
 
 def test_the_webhook_needs_no_csrf_token(app_config, client, account_id, app):
@@ -209,7 +280,9 @@ def test_unknown_event_types_are_acknowledged_and_ignored(client, db):
     response = post_event(client, "invoice.finalized", {"id": "in_1", "object": "invoice"})
     assert response.status_code == 200
     assert response.get_json()["outcome"] == "ignored"
-    assert db.query(WebhookEvent).one().type == "invoice.finalized"
+    row = db.query(WebhookEvent).one()
+    assert (row.type, row.status) == ("invoice.finalized", "ignored")
+    assert "does not act on invoice.finalized" in row.error
     assert db.query(LedgerEntry).count() == 0
 
 
@@ -311,3 +384,62 @@ def test_payment_method_updated_refreshes_expiry(app, client, db, account_id):
     db.rollback()
     card = db.get(PaymentCard, card_id)
     assert (card.exp_month, card.exp_year) == (3, 2031)
+
+
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=30)
+    | st.sampled_from(["pi_1", "ch_1", "re_1", "dp_1", "pm_1", "cus_1", "seti_1", "succeeded"]),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "id",
+                    "amount",
+                    "amount_refunded",
+                    "charge",
+                    "payment_intent",
+                    "status",
+                    "refunds",
+                    "data",
+                    "metadata",
+                    "latest_charge",
+                    "customer",
+                    "card",
+                    "exp_month",
+                    "exp_year",
+                    "payment_method",
+                    "reason",
+                    "last_payment_error",
+                    "payment_id",
+                ]
+            ),
+            children,
+            max_size=6,
+        )
+    ),
+    max_leaves=12,
+)
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    event_type=st.sampled_from(sorted(webhooks.HANDLERS)) | st.text(max_size=20),
+    obj=JSON_VALUES,
+)
+def test_no_signed_event_body_is_ever_a_500(client, db, event_type, obj):
+    body = _signed_event(type=event_type, data={"object": obj})
+    response = _post_raw(client, body, sign(body))
+    assert response.status_code in (200, 400), response.get_data(as_text=True)
+    db.rollback()
+    row = db.query(WebhookEvent).filter_by(payload=body.decode()).one()
+    assert row.status in ("processed", "ignored", "failed")
+    assert (row.status == "failed") == bool(row.error) or row.status == "ignored"

@@ -126,7 +126,9 @@ def build_url(app, rule_text: str, endpoint: str, objects: dict | None) -> str:
     names = BILLING_ARGUMENTS if rule_text.startswith("/billing") else ARGUMENTS
     values = {}
     for name, converter in _rule(app, rule_text, endpoint)._converters.items():
-        if not isinstance(converter, IntegerConverter):  # the API's <account_number>
+        if name == "code":  # the API's <code> of a card code
+            values[name] = objects["card_code"].code if objects else str(MISSING)
+        elif not isinstance(converter, IntegerConverter):  # the API's <account_number>
             values[name] = objects["account"].number if objects else str(MISSING)
         elif name in BILLING_ARGUMENTS or name in ARGUMENTS:
             key = names.get(name, ARGUMENTS.get(name))
