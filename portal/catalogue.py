@@ -263,11 +263,41 @@ def current_settings(db: Session) -> dict:
     return {
         "default_currency": settings.default_currency(db),
         "tax_rate_bp": int(settings.get_setting(db, "tax_rate_bp")),
+        "invoice_net_days": settings.get_setting(db, "invoice_net_days"),
+        "invoice_reminder_days": settings.get_setting(db, "invoice_reminder_days"),
     }
 
 
-def update_settings(db: Session, *, default_currency: str, tax_rate_bp: int, actor: User) -> None:
-    """Change the server default currency and the invoice tax rate."""
+def parse_reminder_days(text: str) -> str:
+    """ "1, 7, 14" -> the same, normalised; whole days 1 to 365, at most 10 of them."""
+    parts = [part.strip() for part in (text or "").split(",") if part.strip()]
+    if len(parts) > 10 or not all(
+        p.isascii() and p.isdigit() and 1 <= int(p) <= 365 for p in parts
+    ):
+        raise CatalogueError(
+            "Enter up to 10 whole numbers of days from 1 to 365, separated by commas.",
+            field="invoice_reminder_days",
+        )
+    return ", ".join(str(day) for day in sorted({int(p) for p in parts}))
+
+
+def update_settings(
+    db: Session,
+    *,
+    default_currency: str,
+    tax_rate_bp: int,
+    actor: User,
+    invoice_net_days: int | None = None,
+    invoice_reminder_days: str | None = None,
+) -> None:
+    """Change the server default currency, the invoice tax rate and the payment terms."""
+    if invoice_net_days is not None and (
+        isinstance(invoice_net_days, bool) or not 0 <= invoice_net_days <= 365
+    ):
+        raise CatalogueError("Enter 0 to 365 days.", field="invoice_net_days")
+    reminders = (
+        None if invoice_reminder_days is None else parse_reminder_days(invoice_reminder_days)
+    )
     if default_currency not in supported_currencies():
         raise CatalogueError("Choose a supported currency.", field="default_currency")
     if isinstance(tax_rate_bp, bool) or not isinstance(tax_rate_bp, int):
@@ -277,6 +307,10 @@ def update_settings(db: Session, *, default_currency: str, tax_rate_bp: int, act
     before = current_settings(db)
     settings.set_setting(db, "default_currency", default_currency)
     settings.set_setting(db, "tax_rate_bp", str(tax_rate_bp))
+    if invoice_net_days is not None:
+        settings.set_setting(db, "invoice_net_days", str(invoice_net_days))
+    if reminders is not None:
+        settings.set_setting(db, "invoice_reminder_days", reminders)
     audit.record(
         db,
         actor_user_id=actor.id,
@@ -284,6 +318,6 @@ def update_settings(db: Session, *, default_currency: str, tax_rate_bp: int, act
         action="settings.update",
         object_type="ServerSetting",
         before=before,
-        after={"default_currency": default_currency, "tax_rate_bp": tax_rate_bp},
+        after=current_settings(db),
     )
     db.commit()

@@ -101,3 +101,10 @@ class TopupProductForm(CurrencyFromField):
 class SettingsForm(FlaskForm):
     default_currency = SelectField("Server default currency", choices=CURRENCIES)
     tax_rate = StringField("Tax rate for invoices (%)", validators=[InputRequired()])
+    invoice_net_days = IntegerField(
+        "Payment terms (days from the invoice to its due date)",
+        validators=[Optional(), NumberRange(0, 365, message="Enter 0 to 365 days.")],
+    )
+    invoice_reminder_days = StringField(
+        "Reminders (days after the due date)", validators=[Length(max=100)]
+    )

@@ -439,6 +439,8 @@ def settings():
         formdata=request.form if request.method == "POST" else None,
         default_currency=current["default_currency"],
         tax_rate=catalogue.format_tax_rate(current["tax_rate_bp"]),
+        invoice_net_days=int(current["invoice_net_days"]),
+        invoice_reminder_days=current["invoice_reminder_days"],
     )
     if request.method == "POST" and form.validate_on_submit():
         try:
@@ -447,6 +449,8 @@ def settings():
                 default_currency=form.default_currency.data,
                 tax_rate_bp=catalogue.parse_tax_rate(form.tax_rate.data),
                 actor=_actor(),
+                invoice_net_days=form.invoice_net_days.data,
+                invoice_reminder_days=form.invoice_reminder_days.data,
             )
         except DomainError as exc:
             db.session().rollback()

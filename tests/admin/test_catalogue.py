@@ -377,6 +377,27 @@ def test_settings_saved_as_basis_points(operator, db):
     assert "settings.update" in audit_actions(db)
 
 
+def test_payment_terms_and_reminder_days_are_settings(operator, db):
+    html = operator.get("/admin/settings").get_data(as_text=True)
+    assert "Payment terms (days from the invoice to its due date)" in html
+    assert 'value="14"' in html and 'value="1, 7, 14"' in html
+    data = {"default_currency": "GBP", "tax_rate": "20", "invoice_net_days": "30"}
+    response = operator.post("/admin/settings", data={**data, "invoice_reminder_days": "10, 3"})
+    assert response.status_code == 303
+    reload(db)
+    assert (setting(db, "invoice_net_days"), setting(db, "invoice_reminder_days")) == (
+        "30",
+        "3, 10",
+    )
+    for bad in ("0", "x", "1, 400", "²"):
+        refused = operator.post("/admin/settings", data={**data, "invoice_reminder_days": bad})
+        assert refused.status_code == 422 and "whole numbers of days" in refused.text
+    refused = operator.post("/admin/settings", data={**data, "invoice_net_days": "400"})
+    assert refused.status_code == 422 and "Enter 0 to 365 days." in refused.text
+    reload(db)
+    assert setting(db, "invoice_reminder_days") == "3, 10"
+
+
 @pytest.mark.parametrize(
     ("data", "message"),
     [
