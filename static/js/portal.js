@@ -13,3 +13,12 @@ document.addEventListener("click", (event) => {
 document.addEventListener("animationend", (event) => {
   if (event.target.classList?.contains("toast")) event.target.remove();
 });
+// The main menu: always open beside the page on wide screens, a folded "Menu" on phones.
+(() => {
+  const narrow = window.matchMedia("(max-width: 768px)");
+  const fold = () => {
+    document.querySelectorAll("details.nav-menu").forEach((menu) => { menu.open = !narrow.matches; });
+  };
+  document.addEventListener("DOMContentLoaded", fold);
+  narrow.addEventListener("change", fold);
+})();
