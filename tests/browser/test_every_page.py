@@ -29,6 +29,9 @@ WIDE_JS = """() => [...document.querySelectorAll('body *')]
   .filter(e => e.getBoundingClientRect().right > window.innerWidth + 1)
   .filter(e => !e.parentElement || e.parentElement.getBoundingClientRect().right <= window.innerWidth + 1)
   .slice(0, 3).map(e => e.tagName.toLowerCase() + (e.id ? '#' + e.id : '') + (e.className ? '.' + e.className : ''))"""
+# Reported as a console error too, but a listener makes sure no violation goes unseen.
+CSP_LISTENER = """document.addEventListener('securitypolicyviolation',
+  e => console.error(`Content Security Policy violation: ${e.violatedDirective} ${e.blockedURI}`))"""
 LINKS_JS = """() => [...document.querySelectorAll('a[href]')].map(a => a.href)"""
 
 
@@ -90,18 +93,27 @@ def axe_violations(page: Page) -> list[str]:
     ]
 
 
+def watch_console(page: Page) -> list[str]:
+    """Console errors and warnings, page errors and CSP violations, as they happen."""
+    console: list[str] = []
+    page.add_init_script(CSP_LISTENER)
+    page.on(
+        "console",
+        lambda msg: console.append(msg.text)
+        if msg.type in ("error", "warning") or "Content Security Policy" in msg.text
+        else None,
+    )
+    page.on("pageerror", lambda error: console.append(f"page error: {error}"))
+    return console
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("role", ROLES)
 def test_every_page_fits_phone_to_desktop_without_console_errors_or_axe_violations(
     page: Page, server, role
 ):
     email, start, prefix = ROLES[role]
-    console: list[str] = []
-    page.on(
-        "console",
-        lambda msg: console.append(msg.text) if msg.type in ("error", "warning") else None,
-    )
-    page.on("pageerror", lambda error: console.append(f"page error: {error}"))
+    console = watch_console(page)
     sign_in(page, server.url, email)
     failures: dict[str, list[str]] = {}
     pages = []
