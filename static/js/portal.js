@@ -22,3 +22,23 @@ document.addEventListener("animationend", (event) => {
   document.addEventListener("DOMContentLoaded", fold);
   narrow.addEventListener("change", fold);
 })();
+// After an HTMX swap, keyboard and screen-reader users land on the result: the first message in
+// the new content (an alert or status), else the swapped region. Focus that is still on a live
+// element (typing in a search box, a button that stayed) is left where it is, unless a form was
+// submitted and answered with a message.
+document.addEventListener("htmx:afterSettle", (event) => {
+  const { target, requestConfig } = event.detail;
+  const region = (target && document.contains(target)) ? target
+    : (target?.id && document.getElementById(target.id));
+  if (!region) return;
+  const message = region.querySelector('[data-focus-after-swap], [role=alert], [role=status], .alert, .field-error');
+  const active = document.activeElement;
+  const focusStayed = active && active !== document.body && document.contains(active);
+  const submitted = requestConfig?.elt?.tagName === "FORM";
+  if (focusStayed && !(submitted && message)) return;
+  const destination = message || region;
+  if (!destination.matches("a[href], button, input, select, textarea, [tabindex]")) {
+    destination.setAttribute("tabindex", "-1");
+  }
+  destination.focus();
+});
