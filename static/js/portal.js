@@ -28,6 +28,8 @@ document.addEventListener("animationend", (event) => {
 // submitted and answered with a message.
 document.addEventListener("htmx:afterSettle", (event) => {
   const { target, requestConfig } = event.detail;
+  // Only swaps a person asked for: polling and refreshes sent by the page never move focus.
+  if (!requestConfig?.triggeringEvent?.isTrusted) return;
   const region = (target && document.contains(target)) ? target
     : (target?.id && document.getElementById(target.id));
   if (!region) return;
