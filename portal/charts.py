@@ -17,6 +17,11 @@ class LineChart:
     zero_y: float
 
 
+# The room a "02 Dec" label needs at 11 px (its width and a half, plus a gap): a middle-anchored
+# label must be this far left of the end-anchored last one.
+LABEL_GAP = 64
+
+
 def line_chart(series: list[tuple[date, int]], width: int = 640, height: int = 180) -> LineChart:
     pad_left, pad_bottom, pad_top = 70, 20, 10
     values = [value for _, value in series] or [0]
@@ -45,6 +50,9 @@ def line_chart(series: list[tuple[date, int]], width: int = 640, height: int = 1
         for s in steps
     ]
     if series and steps[-1] is not series[-1]:
-        x_labels.append((round(x(len(series) - 1), 1), series[-1][0].strftime("%d %b"), "end"))
+        last_x = round(x(len(series) - 1), 1)
+        # A step label too close to the end-anchored last one would print over it.
+        x_labels = [label for label in x_labels if label[0] <= last_x - LABEL_GAP]
+        x_labels.append((last_x, series[-1][0].strftime("%d %b"), "end"))
     y_labels = [(round(y(v), 1), v) for v in sorted({high, low, (high + low) // 2})]
     return LineChart(width, height, points, area, y_labels, x_labels, zero)

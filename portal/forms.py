@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from wtforms import StringField
+from wtforms import DateField, StringField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import ValidationError
 
@@ -40,3 +40,24 @@ class MoneyField(StringField):
         except MoneyError as exc:
             self.minor = None
             raise ValidationError(str(exc)) from exc
+
+
+class DayField(DateField):
+    """A date typed the way the portal shows dates ("02 Dec 2026"), or as 2026-12-02.
+
+    A text box rather than the browser's date picker, which shows the browser's own format
+    (mm/dd/yyyy in an American browser) beside the portal's "02 Dec 2026".
+    """
+
+    FORMATS = ["%d %b %Y", "%Y-%m-%d", "%d %B %Y", "%d/%m/%Y"]
+
+    def __init__(self, label=None, validators=None, **kwargs):
+        kwargs.setdefault("format", self.FORMATS)
+        kwargs["render_kw"] = {
+            "type": "text",
+            "placeholder": "e.g. 02 Dec 2026",
+            "autocomplete": "off",
+            "size": 12,
+            **kwargs.get("render_kw", {}),
+        }
+        super().__init__(label, validators, **kwargs)

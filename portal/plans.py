@@ -446,7 +446,7 @@ def change_plan(
 def _settle_change(
     db, account, preview, actor_user_id, idempotency_key, now
 ) -> ReserveGrant | None:
-    change = f"{preview.current_plan.name} -> {preview.new_plan.name}"
+    change = f"from {preview.current_plan.name} to {preview.new_plan.name}"
     if preview.charge_minor:
         try:
             ledger.post_entry(
@@ -473,7 +473,7 @@ def _settle_change(
         db,
         account=account,
         amount_minor=preview.reserve_minor,
-        source=f"downgrade {change}",
+        source=f"Downgrade {change}",
         expires_at=add_one_month(now),
         idempotency_key=idempotency_key,
         at=now,

@@ -72,6 +72,38 @@ def _check_rules(sender: Account, recipient: Account, amount_minor: int) -> None
         )
 
 
+@dataclass(frozen=True)
+class TransferReview:
+    """What a transfer would do, shown before the person sends it (nothing is written)."""
+
+    sender_number: str
+    sender_name: str
+    recipient_number: str
+    recipient_name: str
+    amount_minor: int
+    currency: str
+    sender_available_after_minor: int
+
+
+def review_transfer(
+    db: Session, *, sender_account: Account, recipient_number: str, amount_minor: int
+) -> TransferReview:
+    """The same checks as `transfer_funds`, without locks or writes. Raises the same errors."""
+    if not isinstance(amount_minor, int) or isinstance(amount_minor, bool) or amount_minor <= 0:
+        raise ValidationFailed("Enter an amount greater than zero.", field="amount")
+    recipient = _find_recipient(db, sender_account, recipient_number)
+    _check_rules(sender_account, recipient, amount_minor)
+    return TransferReview(
+        sender_account.number,
+        sender_account.name,
+        recipient.number,
+        recipient.name,
+        amount_minor,
+        sender_account.currency,
+        ledger.available_funds(sender_account) - amount_minor,
+    )
+
+
 def transfer_funds(
     db: Session,
     *,

@@ -28,3 +28,19 @@ def test_last_date_label_is_end_anchored_so_it_is_not_clipped():
     assert chart.x_labels[-1][1] == "31 Mar"
     assert chart.x_labels[-1][2] == "end"
     assert all(anchor == "middle" for _, _, anchor in chart.x_labels[:-1])
+
+
+def _spans(chart, width=40):
+    """Where each date label prints (about 40 px for "02 Dec" at 11 px)."""
+    return [
+        (x - width, x) if anchor == "end" else (x - width / 2, x + width / 2)
+        for x, _, anchor in chart.x_labels
+    ]
+
+
+def test_date_labels_never_print_over_each_other():
+    for days in (2, 5, 7, 8, 13, 29, 30, 31, 60, 90, 365):
+        chart = line_chart(_series(list(range(days))))
+        spans = _spans(chart)
+        assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:])), (days, chart.x_labels)
+        assert chart.x_labels[-1][2] == "end"

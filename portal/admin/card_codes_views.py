@@ -5,14 +5,14 @@ from __future__ import annotations
 from flask import render_template, request
 from flask_login import current_user
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, DateField, IntegerField, SelectField, StringField
+from wtforms import BooleanField, IntegerField, SelectField, StringField
 from wtforms.validators import InputRequired, Length, NumberRange, Optional
 
 from portal import card_codes, db
 from portal.admin import bp
 from portal.admin.topup_cards_views import OptionalMoneyField, apply_error
 from portal.domain import DomainError
-from portal.forms import choices
+from portal.forms import DayField, choices
 from portal.models import Account, CardCode
 from portal.security import get_scoped_or_404, tenant_select
 from portal.settings import default_currency
@@ -140,8 +140,8 @@ class RechargeSearchForm(FlaskForm):
         csrf = False
 
     order = StringField("Order number", validators=[Optional(), Length(max=60)])
-    date_from = DateField("Date from", validators=[Optional()])
-    date_to = DateField("Date to", validators=[Optional()])
+    date_from = DayField("Date from", validators=[Optional()])
+    date_to = DayField("Date to", validators=[Optional()])
 
 
 class AddCreditForm(FlaskForm):

@@ -10,7 +10,6 @@ from flask_wtf import FlaskForm
 from markupsafe import escape
 from sqlalchemy import select
 from wtforms import (
-    DateField,
     DateTimeLocalField,
     IntegerField,
     RadioField,
@@ -22,7 +21,7 @@ from wtforms.validators import InputRequired, Length, NumberRange, Optional
 from portal import db, topup_cards
 from portal.admin import bp
 from portal.domain import DomainError
-from portal.forms import MoneyField, choices
+from portal.forms import DayField, MoneyField, choices
 from portal.models import CardStatus, Reseller, TopupCard, TopupCardBatch
 from portal.security import get_scoped_or_404
 from portal.settings import default_currency
@@ -90,12 +89,12 @@ class SearchForm(FlaskForm):
     amount_min = OptionalMoneyField("Amount from", allow_zero=True)
     amount_max = OptionalMoneyField("Amount to", allow_zero=True)
     reseller = SelectField("Reseller", validators=[Optional()])
-    created_from = DateField("Created from", validators=[Optional()])
-    created_to = DateField("Created to", validators=[Optional()])
-    activated_from = DateField("Activated from", validators=[Optional()])
-    activated_to = DateField("Activated to", validators=[Optional()])
-    expires_from = DateField("Expiration date from", validators=[Optional()])
-    expires_to = DateField("Expiration date to", validators=[Optional()])
+    created_from = DayField("Created from", validators=[Optional()])
+    created_to = DayField("Created to", validators=[Optional()])
+    activated_from = DayField("Activated from", validators=[Optional()])
+    activated_to = DayField("Activated to", validators=[Optional()])
+    expires_from = DayField("Expiration date from", validators=[Optional()])
+    expires_to = DayField("Expiration date to", validators=[Optional()])
 
     def filters(self, batch_id: int | None = None) -> topup_cards.CardFilters:
         return topup_cards.CardFilters(

@@ -1,8 +1,8 @@
 from flask_wtf import FlaskForm
-from wtforms import DateField, SelectField
+from wtforms import SelectField
 from wtforms.validators import Optional
 
-from portal.forms import choices
+from portal.forms import DayField, choices
 from portal.models import EntryKind
 
 KIND_CHOICES = choices(
@@ -15,8 +15,8 @@ class HistoryFilterForm(FlaskForm):
         csrf = False  # a GET filter, it changes nothing
 
     kind = SelectField("Kind", choices=KIND_CHOICES, validators=[Optional()])
-    date_from = DateField("From", validators=[Optional()])
-    date_to = DateField("To", validators=[Optional()])
+    date_from = DayField("From", validators=[Optional()])
+    date_to = DayField("To", validators=[Optional()])
 
     def validate_date_to(self, field):
         if field.data and self.date_from.data and field.data < self.date_from.data:

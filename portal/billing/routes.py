@@ -59,6 +59,12 @@ def _summary_context(account) -> dict:
     }
 
 
+@bp.get("/", strict_slashes=False)
+def home():
+    """/billing is the customer's home: the balance page."""
+    return redirect(url_for("billing.balance"))
+
+
 @bp.get("/balance")
 def balance():
     """Account balance: figures, chart, and the history (HTMX swaps just the history)."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import flash, redirect, render_template, url_for
+from flask import flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from wtforms import HiddenField, StringField
@@ -31,6 +31,8 @@ class TransferForm(FlaskForm):
     )
     amount = MoneyField("Amount")
     request_id = HiddenField()
+    # Set by the review step's Send button: without it the form only shows the review.
+    confirmed = HiddenField()
 
     def __init__(self, *args, currency: str, **kwargs):
         super().__init__(*args, **kwargs)
@@ -58,6 +60,8 @@ def transfer():
     form = TransferForm(currency=account.currency)
     if not form.validate_on_submit():
         return _page(form, status_for(422) if form.is_submitted() else 200)
+    if form.confirmed.data != "yes" or request.form.get("change"):
+        return _review(form, account)
     try:
         result = transfers.transfer_funds(
             db.session(),
@@ -72,6 +76,34 @@ def transfer():
         target.errors = [*target.errors, exc.message]
         return _page(form, status_for(422))
     return _transferred(result)
+
+
+def _review(form: TransferForm, account):
+    """Step one: both accounts and the amount, with Send and Change; nothing moves yet."""
+    if request.form.get("change"):
+        return _page(form)
+    if not form.request_id.data:
+        form.request_id.data = new_request_id()
+    try:
+        review = transfers.review_transfer(
+            db.session(),
+            sender_account=account,
+            recipient_number=form.recipient.data,
+            amount_minor=form.amount.minor,
+        )
+    except DomainError as exc:
+        target = getattr(form, exc.field or "", None) or form.amount
+        target.errors = [*target.errors, exc.message]
+        return _page(form, status_for(422))
+    return render(
+        "billing/transfer.html",
+        "billing/_transfer.html",
+        200,
+        form=form,
+        account=account,
+        available_minor=available_funds(account),
+        review=review,
+    )
 
 
 def _transferred(result: transfers.Transfer):

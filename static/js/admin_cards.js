@@ -15,3 +15,20 @@ function showPendingDialogs() {
 }
 document.addEventListener("DOMContentLoaded", showPendingDialogs);
 document.addEventListener("htmx:afterSettle", showPendingDialogs);
+
+// Mass Edit and Delete say exactly how many cards they act on: the ticked rows, else the search.
+function describeMassEditScope() {
+  const scope = document.getElementById("mass-edit-scope");
+  if (!scope) return;
+  const selected = document.querySelectorAll('input[type=checkbox][name="card_id"]:checked').length;
+  const count = selected || Number(scope.dataset.total);
+  const cards = `${count.toLocaleString("en-GB")} card${count === 1 ? "" : "s"}`;
+  const text = selected ? `the ${cards} selected` : `all ${cards} of the current search`;
+  const dialog = scope.closest("dialog");
+  dialog.querySelectorAll("[data-scope-text]").forEach((el) => { el.textContent = text; });
+  dialog.querySelectorAll("[data-scope-count]").forEach((el) => { el.textContent = cards; });
+}
+document.addEventListener("change", describeMassEditScope);
+document.addEventListener("click", (event) => {
+  if (event.target.closest('[data-open-dialog="mass-edit-dialog"]')) describeMassEditScope();
+});

@@ -99,7 +99,7 @@ def make_grant(
     *,
     amount_minor: int,
     expires_in: timedelta = timedelta(days=20),
-    source: str = "downgrade Complete -> Professional",
+    source: str = "Downgrade from Complete to Professional",
     key: str | None = None,
 ) -> ReserveGrant:
     return ledger.grant_reserve(

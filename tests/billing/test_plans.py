@@ -184,7 +184,7 @@ def test_downgrade_grants_reserve_credit_not_cash(app, db, alice):
     grant = db.scalar(select(ReserveGrant))
     assert result.grant.id == grant.id
     assert (grant.amount_minor, grant.remaining_minor) == (800, 800)
-    assert grant.source == "downgrade Complete -> Professional"
+    assert grant.source == "Downgrade from Complete to Professional"
     assert grant.expires_at == plans.add_one_month(grant.granted_at)
     assert db.get(Account, account.id).balance_minor == 5000  # no cash
     assert db.scalar(select(func.count(LedgerEntry.id))) == 1  # only the funding entry

@@ -37,7 +37,7 @@ def test_reserve_page_lists_grants_with_status(client, setup):
     page = client.get("/billing/reserve")
     assert page.status_code == 200 and "<html" in page.text
     html = page.text
-    assert "downgrade Complete -&gt; Professional" in html
+    assert "Downgrade from Complete to Professional" in html
     assert "downgrade Professional -&gt; Starter" in html
     assert "£8.00" in html and "£4.50" in html and "£3.00" in html
     for header in ("Amount", "Remaining", "Source", "Granted on", "Expires on", "Status"):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from sqlalchemy import func, select
 
@@ -35,7 +37,7 @@ def setup(app, db):
 
 
 def _send(client, recipient="300002", amount="2.50", headers=HTMX, **extra):
-    data = {"recipient": recipient, "amount": amount, **extra}
+    data = {"recipient": recipient, "amount": amount, "confirmed": "yes", **extra}
     return client.post("/billing/transfer", data=data, headers=headers)
 
 
@@ -60,7 +62,33 @@ def test_transfer_page_has_labelled_fields(client, setup):
     page = client.get("/billing/transfer")
     assert page.status_code == 200 and "<html" in page.text
     assert '<label for="recipient">Recipient account' in page.text
-    assert '<label for="amount">Amount' in page.text and ">Transfer</button>" in page.text
+    assert '<label for="amount">Amount' in page.text and ">Review transfer</button>" in page.text
+
+
+def test_the_first_step_reviews_both_accounts_and_the_amount_and_moves_nothing(client, db, setup):
+    login(client, setup["user"].email)
+    before = _balances(db, setup)
+    review = _send(client, amount="2.50", confirmed="")
+    assert review.status_code == 200
+    text = review.text
+    assert "Review the transfer" in text
+    assert "Account 300001" in text and "Account 300002 (Rita)" in text
+    assert ">Send £2.50 to 300002</button>" in text and ">Change</button>" in text
+    assert _balances(db, setup) == before and _transfer_entries(db) == 0
+    # Send posts the reviewed values with the same form key: the money moves once.
+    key = re.search(r'name="request_id" value="([0-9a-f]+)"', text).group(1)
+    assert _send(client, amount="2.50", request_id=key).status_code == 200
+    assert _send(client, amount="2.50", request_id=key).status_code == 200
+    assert _balances(db, setup) == (before[0] - 250, before[1] + 250)
+
+
+def test_change_goes_back_to_the_filled_form_and_a_refused_review_says_why(client, db, setup):
+    login(client, setup["user"].email)
+    back = _send(client, amount="2.50", change="1")
+    assert "Review the transfer" not in back.text and 'value="300002"' in back.text
+    refused = _send(client, amount="99999", confirmed="")
+    assert "Review the transfer" not in refused.text and "do not cover" in refused.text
+    assert _transfer_entries(db) == 0
 
 
 def test_transfer_moves_funds_with_both_entries(client, db, setup):
@@ -206,3 +234,10 @@ def test_htmx_get_returns_the_fragment(client, setup):
     assert fragment.status_code == 200
     assert "<html" not in fragment.text and 'id="transfer-area"' in fragment.text
     assert 'id="transfer-available">£10.00<' in fragment.text
+
+
+def test_billing_is_the_balance_page(client, setup):
+    login(client, setup["user"].email)
+    for path in ("/billing", "/billing/"):
+        response = client.get(path)
+        assert response.status_code == 302 and response.headers["Location"] == "/billing/balance"

@@ -39,11 +39,20 @@ def test_generate_search_mass_edit_and_reveal(page: Page, server):
     expect(page).to_have_url(re.compile(r"series=BRW"))
     expect(page.locator("#card-count")).to_have_text("3 cards match the search")
 
+    # With one row ticked the dialog says one card; with none, every card of the search.
+    rows.first.get_by_role("checkbox").check()
     page.get_by_role("button", name="Mass Edit").click()
     mass = page.locator("#mass-edit-dialog")
+    expect(mass.locator("#mass-edit-scope")).to_contain_text("This changes the 1 card selected")
+    expect(mass.get_by_role("button", name="Delete 1 card")).to_be_visible()
+    mass.get_by_role("button", name="Cancel").click()
+    rows.first.get_by_role("checkbox").uncheck()
+    page.get_by_role("button", name="Mass Edit").click()
+    expect(mass.locator("#mass-edit-scope")).to_contain_text("all 3 cards of the current search")
+    expect(mass.get_by_role("group", name="Delete cards")).to_contain_text("cannot be undone")
     mass.get_by_role("group", name="Expiration date").get_by_label("set to").check()
     mass.get_by_label("New expiration date").fill("2031-05-06T07:08")
-    mass.get_by_role("button", name="Process").click()
+    mass.get_by_role("button", name="Process 3 cards").click()
     expect(page.locator("#card-results")).to_contain_text("3 cards changed.")
     expect(rows).to_have_count(3)
     for i in range(3):

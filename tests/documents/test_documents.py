@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import csv
 import http.server
 import io
@@ -235,3 +236,17 @@ def test_balance_page_links_the_csv_of_the_filtered_dates(client, db, customer):
     )
     assert "/billing/balance/export.csv?date_from=2030-01-01&amp;date_to=2030-01-31" in html
     assert db.scalar(select(LedgerEntry.id)) is None
+
+
+def test_date_filters_are_typed_as_the_portal_shows_dates(client, db, customer):
+    """No browser picker in its own format (mm/dd/yyyy) beside "02 Dec 2026": a text box that
+    takes the portal's format or ISO."""
+    login(client, customer.email)
+    html = client.get("/billing/balance?date_from=01 Jan 2030&date_to=2030-01-31").get_data(
+        as_text=True
+    )
+    assert 'type="date"' not in html
+    assert re.search(r'<input[^>]*id="date_from"[^>]*type="text"[^>]*value="01 Jan 2030"', html)
+    assert re.search(r'<input[^>]*id="date_to"[^>]*value="2030-01-31"', html)  # as typed
+    assert "/billing/balance/export.csv?date_from=2030-01-01&amp;date_to=2030-01-31" in html
+    assert "Not a valid date" in client.get("/billing/balance?date_from=13/13/2030").text

@@ -65,7 +65,7 @@ def test_reserve_credit_remainder_expires_and_is_recorded(app, db):
         db,
         account=account,
         amount_minor=900,
-        source="downgrade Complete -> Professional",
+        source="Downgrade from Complete to Professional",
         expires_at=T0,
         idempotency_key="g1",
     )
