@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import re
 import csv
 import http.server
 import io
+import re
 import threading
 from datetime import UTC, date, datetime
 
