@@ -6,6 +6,7 @@ from playwright.sync_api import Page, expect
 from portal import db as portal_db
 from portal.models import Account
 from tests.admin.test_payments import paid
+from tests.browser.helpers import sign_in
 
 
 @pytest.fixture
@@ -24,10 +25,7 @@ def alice_payment(app, demo):
 def test_admin_refunds_part_of_a_payment(page: Page, live_server, db, alice_payment):
     payment_id, opening = alice_payment
     base = live_server.url
-    page.goto(f"{base}/login")
-    page.get_by_label("Email").fill("admin@acme.example")
-    page.get_by_label("Password").fill("demo-pass")
-    page.get_by_role("button", name="Sign in").click()
+    sign_in(page, base, "admin@acme.example")
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Payments").click()
     page.get_by_label("Search").fill("100001")
     page.get_by_role("button", name="Search payments").click()
