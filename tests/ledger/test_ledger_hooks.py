@@ -66,6 +66,8 @@ def test_every_entry_but_usage_notes_the_account_and_whether_funds_went_down(db)
     assert db.info[FUNDS_CHANGED] == {acct.id: True}  # went down at some point
     post(db, acct, 100, "credit-2")
     assert db.info[FUNDS_CHANGED] == {acct.id: True}  # stays down once noted
+    post(db, other, 0, "nothing", kind=EntryKind.ADDON)  # an add-on paid from reserve credit
+    assert db.info[FUNDS_CHANGED] == {acct.id: True, other.id: False}  # 0 is not a decrease
     post(db, other, 100, "other")
     assert db.info[FUNDS_CHANGED] == {acct.id: True, other.id: False}
 
