@@ -42,7 +42,7 @@ def create_app(test_config: dict | None = None) -> Flask:
 
 
 def _init_extensions(app: Flask) -> None:
-    from portal import cli, db, errors, security, templating
+    from portal import cli, db, errors, i18n, security, templating
     from portal.auth.session import init_login
     from portal.extensions import csrf, htmx, limiter
 
@@ -54,6 +54,7 @@ def _init_extensions(app: Flask) -> None:
     security.init_app(app)
     errors.init_app(app)
     templating.init_app(app)
+    i18n.init_app(app)
     cli.init_app(app)
 
 

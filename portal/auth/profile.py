@@ -12,9 +12,8 @@ from portal.auth import mail, sessions, tokens
 from portal.auth.service import check_password, email_key, find_user_by_email, hash_password
 from portal.customers import check_new_user_email, check_password_rules
 from portal.domain import DomainError
+from portal.i18n import LANGUAGES  # noqa: E402,F401  (the languages the UI ships in)
 from portal.models import SignInFailure, User, utcnow
-
-LANGUAGES = {"en": "English", "de": "Deutsch", "fr": "Français", "es": "Español"}
 
 
 class ProfileError(DomainError):
