@@ -118,6 +118,7 @@ def seed_demo(db: Session) -> None:
     _reserve_credit(db, alice)
     _redemptions(db, acme, alice)
     _disputed_payment(db, dan)
+    _near_credit_limit(db, acme)
 
 
 def _reseller(db: Session, name: str) -> Reseller:
@@ -493,3 +494,27 @@ def _disputed_payment(db: Session, account: Account) -> None:
             withdrawn=True,
         ),
     )
+
+
+def _near_credit_limit(db: Session, reseller: Reseller) -> None:
+    """A postpaid customer who has used 90% of the credit limit (the admin overview lists it)."""
+    erin = _account(
+        db,
+        reseller,
+        "100004",
+        "Erin's Events",
+        "erin@example.com",
+        BillingModel.POSTPAID,
+        credit_limit_minor=10000,
+    )
+    if ledger.find_entry(db, erin.id, "demo-erin-calls") is None:
+        ledger.post_entry(
+            db,
+            account_id=erin.id,
+            kind=EntryKind.USAGE,
+            amount_minor=-9000,
+            description="Conference calls this month",
+            idempotency_key="demo-erin-calls",
+            at=utcnow() - timedelta(days=3),
+        )
+        db.commit()

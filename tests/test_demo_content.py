@@ -60,3 +60,11 @@ def test_a_disputed_payment_shows_on_admin_payments(client, demo, db):
     assert f"Payment {payment.id}" in listing and "Disputed" in listing
     overview = client.get("/admin/").text
     assert 'id="redemptions-total">0<' not in overview and 'id="topups-total">0<' not in overview
+
+
+def test_the_admin_overview_lists_a_customer_near_the_limit(client, demo):
+    login(client, "admin@acme.example", "demo-pass")
+    code = pyotp.TOTP(DEMO_TOTP_SECRETS["admin@acme.example"]).now()
+    client.post("/login/two-factor", data={"code": code})
+    overview = client.get("/admin/").text
+    assert "Erin&#39;s Events" in overview and "90%" in overview
