@@ -8,6 +8,7 @@ from flask_login import current_user
 from portal.money import format_money, format_plain
 
 CUSTOMER_NAV = [
+    ("billing.home", "Home"),
     ("billing.balance", "Account balance"),
     ("billing.plan", "Change plan"),
     ("billing.license", "Plan license"),
