@@ -4,6 +4,8 @@
     python tools/mutation.py --core     # ledger.py and money.py only (make mutate-core, CI);
                                         # its report goes to mutants/mutation-core.md
     python tools/mutation.py --report   # rewrite the report from the last run, run nothing
+    python tools/mutation.py --only invoices   # run the modules whose title has "invoices",
+                                        # then report on all from the results kept in mutants/
 
 mutmut itself is configured in pyproject.toml ([tool.mutmut]: which files it copies and
 mutates, which fast tests it runs). This script names the functions under test per module,
@@ -392,10 +394,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--core", action="store_true", help="ledger.py and money.py only")
     parser.add_argument("--report", action="store_true", help="do not run mutmut, only report")
+    parser.add_argument(
+        "--only",
+        action="append",
+        metavar="TEXT",
+        help="run mutmut on the modules whose title contains TEXT (repeatable); the report"
+        " still covers every module, from the results mutmut keeps in mutants/",
+    )
     args = parser.parse_args()
     modules = [m for m in MODULES if m.core or not args.core]
     if not args.report:
-        run(modules)
+        run([m for m in modules if not args.only or any(t in m.title for t in args.only)])
     data = tomllib.loads(EQUIVALENTS.read_text(encoding="utf-8"))
     statuses = results()
     scores = score(modules, statuses, data.get("equivalent", {}))
