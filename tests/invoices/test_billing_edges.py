@@ -21,7 +21,7 @@ from portal.models import (
     TransferSetting,
 )
 from portal.transfers import transfer_funds
-from tests.builders import make_account
+from tests.builders import make_account, make_reseller
 from tests.invoices.test_billing_model import at, customer, generate, usage
 
 
@@ -189,3 +189,33 @@ def test_credits_to_a_prepaid_account_settle_no_invoice(db, catalogue):
         idempotency_key="transfer:t2",
     )
     assert invoices.unallocated_minor(db, dan.id) == 0
+
+
+# --- Found by mutation testing (issue 16) ----------------------------------------------------
+
+
+def open_invoice(db, account, number, start, total):
+    invoice = Invoice(
+        reseller_id=account.reseller_id,
+        account_id=account.id,
+        number=number,
+        period_start=start,
+        period_end=start,
+        currency="GBP",
+        subtotal_minor=total,
+        total_minor=total,
+        paid_minor=0,
+        status=InvoiceStatus.OPEN,
+    )
+    db.add(invoice)
+    db.flush()
+    return invoice
+
+
+def test_a_payment_pays_the_oldest_period_first_whatever_the_invoice_ids(db):
+    bob = make_account(db, reseller=make_reseller(db), model=BillingModel.POSTPAID)
+    december = open_invoice(db, bob, 1, date(2026, 12, 14), 2500)
+    november = open_invoice(db, bob, 2, date(2026, 11, 14), 2500)  # a later id, an older period
+    allocation = allocate_payment(db, account=bob, amount_minor=3000, source="Bank")
+    assert allocation.allocated == [(november, 2500), (december, 500)]
+    assert (november.status, december.status) == (InvoiceStatus.PAID, InvoiceStatus.OPEN)
