@@ -219,3 +219,24 @@ def test_a_payment_pays_the_oldest_period_first_whatever_the_invoice_ids(db):
     allocation = allocate_payment(db, account=bob, amount_minor=3000, source="Bank")
     assert allocation.allocated == [(november, 2500), (december, 500)]
     assert (november.status, december.status) == (InvoiceStatus.PAID, InvoiceStatus.OPEN)
+
+
+def test_a_payment_skips_invoices_with_nothing_due_and_pays_a_single_unit_owed(db):
+    bob = make_account(db, reseller=make_reseller(db), model=BillingModel.POSTPAID)
+    settled = open_invoice(db, bob, 1, date(2026, 10, 14), 0)  # open, yet nothing is due
+    tiny = open_invoice(db, bob, 2, date(2026, 11, 14), 1)
+    december = open_invoice(db, bob, 3, date(2026, 12, 14), 2500)
+    allocation = allocate_payment(db, account=bob, amount_minor=2000, source="Bank")
+    assert allocation.allocated == [(tiny, 1), (december, 1999)]
+    assert allocation.unallocated_minor == 0
+    assert invoices.allocations_of(db, settled.id) == []
+
+
+def test_a_payment_for_one_invoice_goes_to_it_first(db):
+    bob = make_account(db, reseller=make_reseller(db), model=BillingModel.POSTPAID)
+    november = open_invoice(db, bob, 1, date(2026, 11, 14), 2500)
+    december = open_invoice(db, bob, 2, date(2026, 12, 14), 2500)
+    allocation = allocate_payment(
+        db, account=bob, amount_minor=3000, source="Pay now", first_invoice_id=december.id
+    )
+    assert allocation.allocated == [(december, 2500), (november, 500)]
