@@ -147,3 +147,17 @@ def test_after_a_long_outage_at_most_max_catch_up_fees_are_taken_the_newest(db):
     assert plans.MAX_CATCH_UP == 24
     assert len(taken) == 24
     assert (taken[0], taken[-1]) == ("period 2024-12-14", "period 2026-11-14")
+
+
+def test_the_walk_back_stops_at_the_first_period_whose_fee_was_taken(db):
+    account = customer(
+        db,
+        make_plan(db, "Professional", 2500),
+        model=BillingModel.PREPAID,
+        started=date(2026, 9, 14),
+    )
+    subscription = db.scalar(select(Subscription).where(Subscription.account_id == account.id))
+    plans.charge_period_fee(db, account=account, subscription=subscription, period=NOV)
+    plans.charge_fees_due(db, account=account, subscription=subscription, today=date(2026, 11, 20))
+    db.commit()
+    assert [e.reference for e in fees(db, account)] == ["period 2026-11-14"]

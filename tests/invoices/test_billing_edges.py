@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date
 
 import pytest
 from sqlalchemy import select
@@ -19,6 +19,7 @@ from portal.models import (
     InvoiceStatus,
     OutboxEmail,
     TransferSetting,
+    UnallocatedPayment,
 )
 from portal.transfers import transfer_funds
 from tests.builders import make_account, make_reseller
@@ -240,3 +241,39 @@ def test_a_payment_for_one_invoice_goes_to_it_first(db):
         db, account=bob, amount_minor=3000, source="Pay now", first_invoice_id=december.id
     )
     assert allocation.allocated == [(december, 2500), (november, 500)]
+
+
+def test_unallocated_payments_pay_the_new_invoice_oldest_first_exactly_what_is_due(db, catalogue):
+    bob = customer(db, catalogue["Professional"], model=BillingModel.POSTPAID)
+    used_up = UnallocatedPayment(
+        account_id=bob.id, amount_minor=100, remaining_minor=0, currency="GBP", source="Old"
+    )
+    db.add(used_up)
+    db.flush()
+    leftovers = [used_up]
+    for amount in (1, 2498, 1000, 5000):
+        allocate_payment(db, account=bob, amount_minor=amount, source=f"Bank {amount}")
+        leftovers.append(
+            db.scalars(select(UnallocatedPayment).order_by(UnallocatedPayment.id)).all()[-1]
+        )
+    db.commit()
+    when = at(date(2026, 11, 14), 1)
+    (invoice,) = generate(db, bob, when)
+    paid = invoices.allocations_of(db, invoice.id)
+    assert [(a.amount_minor, a.source) for a in paid] == [
+        (1, f"Unallocated payment #{leftovers[1].id}: Bank 1"),
+        (2498, f"Unallocated payment #{leftovers[2].id}: Bank 2498"),
+        (1, f"Unallocated payment #{leftovers[3].id}: Bank 1000"),
+    ]
+    assert {a.created_at.replace(tzinfo=UTC) for a in paid} == {when}
+    assert [p.remaining_minor for p in leftovers] == [0, 0, 0, 999, 5000]
+    assert (invoice.paid_minor, invoice.status) == (2500, InvoiceStatus.PAID)
+
+
+def test_payment_sources_are_cut_to_200_characters(db):
+    bob = make_account(db, reseller=make_reseller(db), model=BillingModel.POSTPAID)
+    november = open_invoice(db, bob, 1, date(2026, 11, 14), 2500)
+    allocate_payment(db, account=bob, amount_minor=3000, source="s" * 250)
+    (allocation,) = invoices.allocations_of(db, november.id)
+    leftover = db.scalar(select(UnallocatedPayment).where(UnallocatedPayment.account_id == bob.id))
+    assert (len(allocation.source), len(leftover.source)) == (200, 200)
