@@ -277,3 +277,17 @@ def test_payment_sources_are_cut_to_200_characters(db):
     (allocation,) = invoices.allocations_of(db, november.id)
     leftover = db.scalar(select(UnallocatedPayment).where(UnallocatedPayment.account_id == bob.id))
     assert (len(allocation.source), len(leftover.source)) == (200, 200)
+
+
+def test_a_postpaid_credit_of_one_unit_settles_and_of_zero_settles_nothing(db):
+    bob = make_account(db, reseller=make_reseller(db), model=BillingModel.POSTPAID)
+    invoices.settle_credit(db, account=bob, amount_minor=0, source="Nothing")
+    assert invoices.unallocated_minor(db, bob.id) == 0
+    invoices.settle_credit(db, account=bob, amount_minor=1, source="Voucher")
+    assert invoices.unallocated_minor(db, bob.id) == 1
+
+
+def test_an_account_without_a_subscription_gets_no_invoice(db):
+    dan = make_account(db, reseller=make_reseller(db), model=BillingModel.POSTPAID)
+    db.commit()
+    assert invoices.generate_for_account(db, account_id=dan.id, now=at(date(2026, 11, 14))) == []
