@@ -291,3 +291,11 @@ def test_an_account_without_a_subscription_gets_no_invoice(db):
     dan = make_account(db, reseller=make_reseller(db), model=BillingModel.POSTPAID)
     db.commit()
     assert invoices.generate_for_account(db, account_id=dan.id, now=at(date(2026, 11, 14))) == []
+
+
+def test_the_billing_run_takes_the_fee_at_its_own_time(db, catalogue):
+    bob = customer(db, catalogue["Professional"], model=BillingModel.POSTPAID)
+    when = at(date(2026, 11, 14), 1)
+    generate(db, bob, when)
+    fee = ledger.find_entry(db, bob.id, "plan-fee:2026-11-14")
+    assert (fee.amount_minor, fee.created_at.replace(tzinfo=UTC)) == (-2500, when)
