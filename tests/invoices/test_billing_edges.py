@@ -299,3 +299,12 @@ def test_the_billing_run_takes_the_fee_at_its_own_time(db, catalogue):
     generate(db, bob, when)
     fee = ledger.find_entry(db, bob.id, "plan-fee:2026-11-14")
     assert (fee.amount_minor, fee.created_at.replace(tzinfo=UTC)) == (-2500, when)
+
+
+def test_a_prepaid_invoice_is_paid_from_the_balance_at_the_runs_time(db, catalogue):
+    alice = customer(db, catalogue["Professional"], model=BillingModel.PREPAID)
+    when = at(date(2026, 11, 14), 1)
+    (invoice,) = generate(db, alice, when)
+    (paid,) = invoices.allocations_of(db, invoice.id)
+    assert (paid.amount_minor, paid.source) == (2500, "Paid from the prepaid balance")
+    assert paid.created_at.replace(tzinfo=UTC) == when
