@@ -171,3 +171,33 @@ def test_both_entries_record_the_actor_and_a_bounded_key(db, parties):
     assert (into.account_id, into.amount_minor, into.actor_user_id) == (recipient.id, 100, user.id)
     assert into.idempotency_key == f"transfer-in:{sender.id}:{key}"[:120]
     assert len(into.idempotency_key) == 120
+
+
+# --- review_transfer: the first step, same checks, nothing written -------------------------------
+
+
+def review(db, sender, number="400002", amount=250):
+    return transfers.review_transfer(
+        db, sender_account=sender, recipient_number=number, amount_minor=amount
+    )
+
+
+@pytest.mark.parametrize("amount", [0, -5, True, 1.5])
+def test_a_review_refuses_amounts_that_are_not_positive_whole_minor_units(db, parties, amount):
+    with pytest.raises(ValidationFailed) as refused:
+        review(db, parties[0], amount=amount)
+    assert (str(refused.value), refused.value.field) == (
+        "Enter an amount greater than zero.",
+        "amount",
+    )
+
+
+def test_a_review_shows_both_accounts_and_the_funds_left_and_writes_nothing(db, parties):
+    sender, recipient, _ = parties
+    assert review(db, sender, amount=1) == transfers.TransferReview(
+        "400001", sender.name, "400002", "Rita", 1, "GBP", 999
+    )
+    assert review(db, sender, amount=1000).sender_available_after_minor == 0
+    db.rollback()
+    assert db.scalar(select(LedgerEntry).where(LedgerEntry.account_id == recipient.id)) is None
+    assert db.get(Account, sender.id).balance_minor == 1000

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date
 
 import pytest
 from sqlalchemy import select
@@ -19,9 +19,10 @@ from portal.models import (
     InvoiceStatus,
     OutboxEmail,
     TransferSetting,
+    UnallocatedPayment,
 )
 from portal.transfers import transfer_funds
-from tests.builders import make_account
+from tests.builders import make_account, make_reseller
 from tests.invoices.test_billing_model import at, customer, generate, usage
 
 
@@ -189,3 +190,121 @@ def test_credits_to_a_prepaid_account_settle_no_invoice(db, catalogue):
         idempotency_key="transfer:t2",
     )
     assert invoices.unallocated_minor(db, dan.id) == 0
+
+
+# --- Found by mutation testing (issue 16) ----------------------------------------------------
+
+
+def open_invoice(db, account, number, start, total):
+    invoice = Invoice(
+        reseller_id=account.reseller_id,
+        account_id=account.id,
+        number=number,
+        period_start=start,
+        period_end=start,
+        currency="GBP",
+        subtotal_minor=total,
+        total_minor=total,
+        paid_minor=0,
+        status=InvoiceStatus.OPEN,
+    )
+    db.add(invoice)
+    db.flush()
+    return invoice
+
+
+def test_a_payment_pays_the_oldest_period_first_whatever_the_invoice_ids(db):
+    bob = make_account(db, reseller=make_reseller(db), model=BillingModel.POSTPAID)
+    december = open_invoice(db, bob, 1, date(2026, 12, 14), 2500)
+    november = open_invoice(db, bob, 2, date(2026, 11, 14), 2500)  # a later id, an older period
+    allocation = allocate_payment(db, account=bob, amount_minor=3000, source="Bank")
+    assert allocation.allocated == [(november, 2500), (december, 500)]
+    assert (november.status, december.status) == (InvoiceStatus.PAID, InvoiceStatus.OPEN)
+
+
+def test_a_payment_skips_invoices_with_nothing_due_and_pays_a_single_unit_owed(db):
+    bob = make_account(db, reseller=make_reseller(db), model=BillingModel.POSTPAID)
+    settled = open_invoice(db, bob, 1, date(2026, 10, 14), 0)  # open, yet nothing is due
+    tiny = open_invoice(db, bob, 2, date(2026, 11, 14), 1)
+    december = open_invoice(db, bob, 3, date(2026, 12, 14), 2500)
+    allocation = allocate_payment(db, account=bob, amount_minor=2000, source="Bank")
+    assert allocation.allocated == [(tiny, 1), (december, 1999)]
+    assert allocation.unallocated_minor == 0
+    assert invoices.allocations_of(db, settled.id) == []
+
+
+def test_a_payment_for_one_invoice_goes_to_it_first(db):
+    bob = make_account(db, reseller=make_reseller(db), model=BillingModel.POSTPAID)
+    november = open_invoice(db, bob, 1, date(2026, 11, 14), 2500)
+    december = open_invoice(db, bob, 2, date(2026, 12, 14), 2500)
+    allocation = allocate_payment(
+        db, account=bob, amount_minor=3000, source="Pay now", first_invoice_id=december.id
+    )
+    assert allocation.allocated == [(december, 2500), (november, 500)]
+
+
+def test_unallocated_payments_pay_the_new_invoice_oldest_first_exactly_what_is_due(db, catalogue):
+    bob = customer(db, catalogue["Professional"], model=BillingModel.POSTPAID)
+    used_up = UnallocatedPayment(
+        account_id=bob.id, amount_minor=100, remaining_minor=0, currency="GBP", source="Old"
+    )
+    db.add(used_up)
+    db.flush()
+    leftovers = [used_up]
+    for amount in (1, 2498, 1000, 5000):
+        allocate_payment(db, account=bob, amount_minor=amount, source=f"Bank {amount}")
+        leftovers.append(
+            db.scalars(select(UnallocatedPayment).order_by(UnallocatedPayment.id)).all()[-1]
+        )
+    db.commit()
+    when = at(date(2026, 11, 14), 1)
+    (invoice,) = generate(db, bob, when)
+    paid = invoices.allocations_of(db, invoice.id)
+    assert [(a.amount_minor, a.source) for a in paid] == [
+        (1, f"Unallocated payment #{leftovers[1].id}: Bank 1"),
+        (2498, f"Unallocated payment #{leftovers[2].id}: Bank 2498"),
+        (1, f"Unallocated payment #{leftovers[3].id}: Bank 1000"),
+    ]
+    assert {a.created_at.replace(tzinfo=UTC) for a in paid} == {when}
+    assert [p.remaining_minor for p in leftovers] == [0, 0, 0, 999, 5000]
+    assert (invoice.paid_minor, invoice.status) == (2500, InvoiceStatus.PAID)
+
+
+def test_payment_sources_are_cut_to_200_characters(db):
+    bob = make_account(db, reseller=make_reseller(db), model=BillingModel.POSTPAID)
+    november = open_invoice(db, bob, 1, date(2026, 11, 14), 2500)
+    allocate_payment(db, account=bob, amount_minor=3000, source="s" * 250)
+    (allocation,) = invoices.allocations_of(db, november.id)
+    leftover = db.scalar(select(UnallocatedPayment).where(UnallocatedPayment.account_id == bob.id))
+    assert (len(allocation.source), len(leftover.source)) == (200, 200)
+
+
+def test_a_postpaid_credit_of_one_unit_settles_and_of_zero_settles_nothing(db):
+    bob = make_account(db, reseller=make_reseller(db), model=BillingModel.POSTPAID)
+    invoices.settle_credit(db, account=bob, amount_minor=0, source="Nothing")
+    assert invoices.unallocated_minor(db, bob.id) == 0
+    invoices.settle_credit(db, account=bob, amount_minor=1, source="Voucher")
+    assert invoices.unallocated_minor(db, bob.id) == 1
+
+
+def test_an_account_without_a_subscription_gets_no_invoice(db):
+    dan = make_account(db, reseller=make_reseller(db), model=BillingModel.POSTPAID)
+    db.commit()
+    assert invoices.generate_for_account(db, account_id=dan.id, now=at(date(2026, 11, 14))) == []
+
+
+def test_the_billing_run_takes_the_fee_at_its_own_time(db, catalogue):
+    bob = customer(db, catalogue["Professional"], model=BillingModel.POSTPAID)
+    when = at(date(2026, 11, 14), 1)
+    generate(db, bob, when)
+    fee = ledger.find_entry(db, bob.id, "plan-fee:2026-11-14")
+    assert (fee.amount_minor, fee.created_at.replace(tzinfo=UTC)) == (-2500, when)
+
+
+def test_a_prepaid_invoice_is_paid_from_the_balance_at_the_runs_time(db, catalogue):
+    alice = customer(db, catalogue["Professional"], model=BillingModel.PREPAID)
+    when = at(date(2026, 11, 14), 1)
+    (invoice,) = generate(db, alice, when)
+    (paid,) = invoices.allocations_of(db, invoice.id)
+    assert (paid.amount_minor, paid.source) == (2500, "Paid from the prepaid balance")
+    assert paid.created_at.replace(tzinfo=UTC) == when

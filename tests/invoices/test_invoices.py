@@ -215,8 +215,16 @@ def test_payments_go_to_the_oldest_open_invoices_and_leftovers_to_the_next(app, 
 def test_allocate_payment_refuses_bad_amounts(app, db, amount):
     account = subscribed(db, make_reseller(db))
     db.commit()
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"^amount_minor must be a positive int$"):
         invoices.allocate_payment(db, account=account, amount_minor=amount, source="x")
+
+
+def test_one_minor_unit_is_a_payment_to_allocate(app, db):
+    account = subscribed(db, make_reseller(db))
+    db.commit()
+    allocation = invoices.allocate_payment(db, account=account, amount_minor=1, source="x")
+    assert (allocation.allocated, allocation.unallocated_minor) == ([], 1)
+    assert invoices.unallocated_minor(db, account.id) == 1
 
 
 def test_manual_payment_by_the_admin_is_allocated(app, db):
