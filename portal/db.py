@@ -82,6 +82,15 @@ def _after_rollback(db_session: Session) -> None:
     db_session.info.pop("funds_changed", None)
 
 
+def dialect_insert(db_session: Session, table):
+    """INSERT with ON CONFLICT support (PostgreSQL's or SQLite's construct, same API)."""
+    if db_session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(table)
+
+
 def get_engine(app: Flask | None = None) -> Engine:
     from flask import current_app
 

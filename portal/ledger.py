@@ -10,12 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, case, func, insert, literal, or_, select, true, update
 from sqlalchemy.orm import Session
 
 from portal.models import (
     Account,
+    AccountStatus,
+    AutoRechargeSetting,
     BillingModel,
+    CustomerClass,
     EntryKind,
     GrantStatus,
     LedgerEntry,
@@ -162,6 +165,184 @@ def post_entry(
         # path free of this bookkeeping.
         note_funds_changed(db, account_id, decreased=amount_minor < 0)
     return Posting(entry, replayed=False)
+
+
+# --- The switch's hot path: a usage debit in one statement ---------------------------------
+
+
+@dataclass(frozen=True)
+class FundsSnapshot:
+    """The account's money fields right after a usage debit (duck-types Account for the
+    funds helpers above; warning_thresholds is the effective list, class default included)."""
+
+    id: int
+    balance_minor: int
+    currency: str
+    billing_model: BillingModel
+    credit_limit_minor: int
+    temp_increase_minor: int | None
+    temp_increase_percent: int | None
+    temp_increase_valid_until: datetime | None
+    warning_thresholds: str
+    warnings_fired: str
+    # The auto-recharge threshold when a recharge could start now (enabled, not backing off).
+    recharge_threshold_minor: int | None
+
+
+@dataclass(frozen=True)
+class UsageDebit:
+    entry_id: int
+    funds: FundsSnapshot
+
+
+_A = Account.__table__
+_E = LedgerEntry.__table__
+_S = AutoRechargeSetting.__table__
+_C = CustomerClass.__table__
+
+
+def _credit_limit_sql(now: datetime):
+    """effective_credit_limit() as a SQL expression over the accounts row."""
+    permanent = case((_A.c.credit_limit_minor > 0, _A.c.credit_limit_minor), else_=0)
+    temporary = case(
+        (
+            _A.c.temp_increase_percent.is_not(None),
+            permanent * _A.c.temp_increase_percent / 100,
+        ),
+        else_=func.coalesce(_A.c.temp_increase_minor, 0),
+    )
+    return case(
+        (
+            _A.c.billing_model == BillingModel.POSTPAID,
+            _A.c.credit_limit_minor
+            + case(
+                (
+                    and_(
+                        _A.c.temp_increase_valid_until.is_not(None),
+                        _A.c.temp_increase_valid_until > now,
+                    ),
+                    temporary,
+                ),
+                else_=0,
+            ),
+        ),
+        else_=0,
+    )
+
+
+def _debit_statement(account_id: int, amount_minor: int, now: datetime):
+    """UPDATE accounts (funds-checked, active only) RETURNING what the answer and the
+    after-debit decision need: no other read."""
+    recharge = (
+        select(_S.c.threshold_minor)
+        .where(
+            _S.c.account_id == _A.c.id,
+            _S.c.enabled == true(),
+            _S.c.amount_minor > 0,
+            or_(_S.c.next_attempt_at.is_(None), _S.c.next_attempt_at <= now),
+        )
+        .scalar_subquery()
+    )
+    class_default = (
+        select(_C.c.default_warning_thresholds)
+        .where(_C.c.id == _A.c.customer_class_id)
+        .scalar_subquery()
+    )
+    return (
+        update(_A)
+        .where(
+            _A.c.id == account_id,
+            _A.c.status == AccountStatus.ACTIVE,
+            _A.c.balance_minor + _credit_limit_sql(now) - amount_minor >= 0,
+        )
+        .values(balance_minor=_A.c.balance_minor - amount_minor)
+        .returning(
+            _A.c.id,
+            _A.c.balance_minor,
+            _A.c.currency,
+            _A.c.billing_model,
+            _A.c.credit_limit_minor,
+            _A.c.temp_increase_minor,
+            _A.c.temp_increase_percent,
+            _A.c.temp_increase_valid_until,
+            func.coalesce(_A.c.warning_thresholds, class_default, "").label("thresholds"),
+            _A.c.warnings_fired,
+            recharge.label("recharge_threshold"),
+        )
+    )
+
+
+def _entry_values(amount_minor: int, description: str, idempotency_key: str, at: datetime):
+    return {
+        "kind": EntryKind.USAGE,
+        "amount_minor": -amount_minor,
+        "description": description[:300],
+        "reference": "",
+        "idempotency_key": idempotency_key,
+        "created_at": at,
+    }
+
+
+def debit_usage(
+    db: Session,
+    *,
+    account_id: int,
+    amount_minor: int,
+    description: str,
+    idempotency_key: str,
+    at: datetime | None = None,
+) -> UsageDebit | None:
+    """Debit a call charge: one funds-checked UPDATE plus its immutable ledger entry.
+
+    PostgreSQL runs both as one statement (a data-modifying CTE); SQLite, whose writers
+    already hold the database lock (BEGIN IMMEDIATE), runs the same two in turn. None when
+    the account is not active or its available funds do not cover the amount (nothing
+    written); the caller commits. A used idempotency key raises IntegrityError (uniqueness
+    on ledger_entries), never debits twice. Usage needs no note_funds_changed: the caller
+    queues checks only when a threshold is reached (portal.jobs.queue_funds_check).
+    """
+    if not isinstance(amount_minor, int) or isinstance(amount_minor, bool) or amount_minor < 0:
+        raise ValueError("amount_minor must be a non-negative int")
+    now = at or utcnow()
+    debit = _debit_statement(account_id, amount_minor, now)
+    values = _entry_values(amount_minor, description, idempotency_key, now)
+    if db.get_bind().dialect.name == "postgresql":
+        debited = debit.cte("debit")
+        entry = (
+            insert(_E)
+            .from_select(
+                ["account_id", "balance_after_minor", "currency", *values],
+                select(
+                    debited.c.id,
+                    debited.c.balance_minor,
+                    debited.c.currency,
+                    *(literal(v, _E.c[k].type) for k, v in values.items()),
+                ),
+            )
+            .returning(_E.c.id, _E.c.account_id)
+            .cte("entry")
+        )
+        row = db.execute(
+            select(entry.c.id, debited).join_from(entry, debited, entry.c.account_id == debited.c.id)
+        ).first()
+        if row is None:
+            return None
+        entry_id, funds = row[0], row[1:]
+    else:
+        funds = db.execute(debit).first()
+        if funds is None:
+            return None
+        entry_id = db.execute(
+            insert(_E)
+            .values(
+                account_id=account_id,
+                balance_after_minor=funds.balance_minor,
+                currency=funds.currency,
+                **values,
+            )
+            .returning(_E.c.id)
+        ).scalar_one()
+    return UsageDebit(entry_id, FundsSnapshot(*funds))
 
 
 def audit_balances(db: Session) -> list[tuple[int, int, int]]:

@@ -15,9 +15,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from portal import ledger
+from portal import jobs, ledger
+from portal.db import dialect_insert
 from portal.domain import NotFound, ValidationFailed
-from portal.models import Account, AccountStatus, ApiCharge, EntryKind, utcnow
+from portal.models import Account, AccountStatus, ApiCharge, utcnow
 from portal.money import MoneyError, format_money, format_plain, parse_amount
 
 MAX_DESCRIPTION = 200
@@ -39,6 +40,8 @@ class ChargeAnswer:
     body: dict
     account_id: int
     replayed: bool = False
+    # A durable funds check was queued with the debit (drain it after the commit).
+    checks_queued: bool = False
 
 
 @dataclass(frozen=True)
@@ -117,31 +120,56 @@ def balance_view(account: Account) -> dict:
 def record_charge(
     db: Session, *, reseller_id: int | None, account_number: str, payload: object
 ) -> ChargeAnswer:
-    """Debit a call charge once per idempotency key and commit; replays get the first answer."""
+    """Debit a call charge once per idempotency key and commit; replays get the first answer.
+
+    Four round trips: the account's id, the debit (one statement on PostgreSQL), the answer
+    stored through INSERT ... ON CONFLICT DO NOTHING, the commit. A replayed key meets the
+    stored answer (or the ledger's own key) and rolls its attempt back.
+    """
     if not isinstance(payload, dict):
         raise ChargeInputError({"body": "Send a JSON object."})
-    account = find_account(db, reseller_id=reseller_id, number=account_number)
-    charge = parse_charge(payload, account.currency)
+    account_id, currency = _account_ref(db, reseller_id, account_number)
+    charge = parse_charge(payload, currency)
     try:
-        answer = _charge_locked(db, account.id, charge)
+        answer = _charge(db, account_id, account_number, charge)
         db.commit()
     except IntegrityError:
-        # Only a concurrent twin of this request gets here; its answer is the first one.
+        # A replay (or its concurrent twin) met the ledger's key: the first answer stands.
         db.rollback()
-        answer = _stored_answer(db, account.id, charge)
+        answer = _stored_answer(db, account_id, charge)
         if answer is None:
             raise
     return answer
 
 
-def _charge_locked(db: Session, account_id: int, charge: ChargeRequest) -> ChargeAnswer:
-    account = ledger.lock_account(db, account_id)  # serialises twins of the same key
-    stored = _stored_answer(db, account_id, charge)
-    if stored is not None:
-        return stored
-    status, body = _debit(db, account, charge)
-    db.add(
-        ApiCharge(
+def _account_ref(db: Session, reseller_id: int | None, number: str) -> tuple[int, str]:
+    if not number or len(number) > MAX_ACCOUNT_NUMBER:
+        raise NotFound("No such account.")
+    stmt = select(Account.id, Account.currency).where(Account.number == number)
+    if reseller_id is not None:
+        stmt = stmt.where(Account.reseller_id == reseller_id)
+    row = db.execute(stmt).first()
+    if row is None:
+        raise NotFound("No such account.")
+    return row[0], row[1]
+
+
+def _charge(db: Session, account_id: int, number: str, charge: ChargeRequest) -> ChargeAnswer:
+    debit = ledger.debit_usage(
+        db,
+        account_id=account_id,
+        amount_minor=charge.amount_minor,
+        description=charge.description,
+        idempotency_key=f"api:{charge.idempotency_key}",
+    )
+    if debit is None:
+        account = db.get(Account, account_id, populate_existing=True)
+        status, body = 402, _refusal_body(account, charge)
+    else:
+        status, body = 201, _debited_body(number, debit, charge)
+    stored = db.execute(
+        dialect_insert(db, ApiCharge)
+        .values(
             account_id=account_id,
             idempotency_key=charge.idempotency_key,
             request_fingerprint=charge.fingerprint,
@@ -149,9 +177,51 @@ def _charge_locked(db: Session, account_id: int, charge: ChargeRequest) -> Charg
             response_json=json.dumps(body),
             created_at=utcnow(),
         )
+        .on_conflict_do_nothing(index_elements=["account_id", "idempotency_key"])
+        .returning(ApiCharge.id)
+    ).scalar()
+    if stored is None:
+        # The key was answered before (PostgreSQL waited for that transaction): undo ours.
+        db.rollback()
+        answer = _stored_answer(db, account_id, charge)
+        if answer is None:
+            raise RuntimeError("An API charge key conflicted without a stored answer.")
+        return answer
+    queued = False
+    if debit is not None and _checks_enabled() and jobs.funds_check_needed(debit.funds):
+        jobs.queue_funds_check(db, account_id)  # same transaction: a crash cannot lose it
+        queued = True
+    return ChargeAnswer(status, body, account_id, checks_queued=queued)
+
+
+def _checks_enabled() -> bool:
+    return current_app.config.get("AFTER_DEBIT_CHECKS", "thread") != "off"
+
+
+def _debited_body(number: str, debit: ledger.UsageDebit, charge: ChargeRequest) -> dict:
+    funds = debit.funds
+    currency = funds.currency
+    limit = ledger.effective_credit_limit(funds)
+    return {
+        "account": number,
+        "balance": format_plain(funds.balance_minor, currency),
+        "credit_limit": format_plain(limit, currency),
+        "available_funds": format_plain(funds.balance_minor + limit, currency),
+        "currency": currency,
+        "entry_id": debit.entry_id,
+        "amount": format_plain(charge.amount_minor, currency),
+    }
+
+
+def _refusal_body(account: Account, charge: ChargeRequest) -> dict:
+    if account.status != AccountStatus.ACTIVE:
+        return _refusal(account, charge, "account_inactive", "The account is not active.")
+    available = ledger.available_funds(account)
+    message = (
+        f"Available funds ({format_money(available, account.currency)}) do not cover "
+        f"this charge ({format_money(charge.amount_minor, account.currency)})."
     )
-    db.flush()
-    return ChargeAnswer(status, body, account_id)
+    return _refusal(account, charge, "insufficient_funds", message)
 
 
 def _stored_answer(db: Session, account_id: int, charge: ChargeRequest) -> ChargeAnswer | None:
@@ -168,32 +238,6 @@ def _stored_answer(db: Session, account_id: int, charge: ChargeRequest) -> Charg
             {"idempotency_key": "This key was already used for a different charge."}
         )
     return ChargeAnswer(row.status_code, json.loads(row.response_json), account_id, replayed=True)
-
-
-def _debit(db: Session, account: Account, charge: ChargeRequest) -> tuple[int, dict]:
-    currency = account.currency
-    if account.status != AccountStatus.ACTIVE:
-        return 402, _refusal(account, charge, "account_inactive", "The account is not active.")
-    try:
-        posting = ledger.post_entry(
-            db,
-            account_id=account.id,
-            account=account,
-            kind=EntryKind.USAGE,
-            amount_minor=-charge.amount_minor,
-            description=charge.description,
-            idempotency_key=f"api:{charge.idempotency_key}",
-            require_funds=True,
-        )
-    except ledger.InsufficientFunds as exc:
-        message = (
-            f"Available funds ({format_money(exc.available_minor, currency)}) do not cover "
-            f"this charge ({format_money(charge.amount_minor, currency)})."
-        )
-        return 402, _refusal(account, charge, "insufficient_funds", message)
-    body = balance_view(account)
-    body.update(entry_id=posting.entry.id, amount=format_plain(charge.amount_minor, currency))
-    return 201, body
 
 
 def _refusal(account: Account, charge: ChargeRequest, code: str, message: str) -> dict:
