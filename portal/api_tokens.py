@@ -92,8 +92,9 @@ def authenticate(db: Session, header: str | None) -> AuthenticatedToken | None:
     if hit is not None and hit[0] > now:
         return hit[1]
     row = db.execute(
-        select(ApiToken.id, ApiToken.reseller_id, ApiToken.revoked_at, ApiToken.last_used_at)
-        .where(ApiToken.token_hash == digest)
+        select(ApiToken.id, ApiToken.reseller_id, ApiToken.revoked_at, ApiToken.last_used_at).where(
+            ApiToken.token_hash == digest
+        )
     ).first()
     if row is None or row.revoked_at is not None:
         forget_cached(digest)

@@ -323,7 +323,9 @@ def debit_usage(
             .cte("entry")
         )
         row = db.execute(
-            select(entry.c.id, debited).join_from(entry, debited, entry.c.account_id == debited.c.id)
+            select(entry.c.id, debited).join_from(
+                entry, debited, entry.c.account_id == debited.c.id
+            )
         ).first()
         if row is None:
             return None
