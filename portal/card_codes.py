@@ -11,12 +11,13 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
-from sqlalchemy import case, func, or_, select, true, update
+from sqlalchemy import bindparam, case, func, or_, select, true, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from portal import audit, usage
-from portal.db import dialect_insert
 from portal.domain import NotFound, ValidationFailed
 from portal.models import (
     Account,
@@ -402,31 +403,60 @@ def _card_ref(db: Session, *, reseller_id: int | None, code: str) -> tuple[int, 
     """The card code with this code in the token's reseller (an operator token: any, if unique)."""
     if not isinstance(code, str) or not CODE_PATTERN.match(code):
         raise NotFound("No such card code.")
-    stmt = select(CardCode.id, CardCode.currency).where(CardCode.code == code)
-    if reseller_id is not None:
-        stmt = stmt.where(CardCode.reseller_id == reseller_id)
-    rows = db.execute(stmt.limit(2)).all()
+    if reseller_id is None:
+        rows = db.connection().execute(_CARD_REF, {"code": code}).all()
+    else:
+        rows = db.connection().execute(_CARD_REF_IN, {"code": code, "reseller": reseller_id}).all()
     if len(rows) != 1:
         raise NotFound("No such card code.")
     return rows[0][0], rows[0][1]
 
 
 _CARDS = CardCode.__table__
+_CHARGES = CardCodeCharge.__table__
+# Built once (the compiled forms stay cached); each charge only binds values.
+_CARD_REF = (
+    select(_CARDS.c.id, _CARDS.c.currency).where(_CARDS.c.code == bindparam("code")).limit(2)
+)
+_CARD_REF_IN = _CARD_REF.where(_CARDS.c.reseller_id == bindparam("reseller"))
+_LEFT = func.coalesce(_CARDS.c.credit_minor, 0)
+_DEBIT_CREDIT = (
+    update(_CARDS)
+    .where(
+        _CARDS.c.id == bindparam("card"),
+        or_(_CARDS.c.unlimited == true(), _LEFT >= bindparam("amount")),  # noqa: SIM300
+    )
+    .values(
+        credit_minor=case(
+            (_CARDS.c.unlimited == true(), _CARDS.c.credit_minor),
+            else_=_LEFT - bindparam("amount"),
+        )
+    )
+    .returning(_CARDS.c.code, _CARDS.c.unlimited, _CARDS.c.credit_minor, _CARDS.c.account_id)
+)
+_STORE_ANSWER = {
+    dialect: insert(_CHARGES)
+    .values(
+        card_code_id=bindparam("card"),
+        idempotency_key=bindparam("key"),
+        request_fingerprint=bindparam("fingerprint"),
+        amount_minor=bindparam("amount"),
+        description=bindparam("description"),
+        status_code=bindparam("status"),
+        credit_left_minor=bindparam("left"),
+        response_json=bindparam("body"),
+        created_at=bindparam("at", type_=_CHARGES.c.created_at.type),
+    )
+    .on_conflict_do_nothing(index_elements=["card_code_id", "idempotency_key"])
+    .returning(_CHARGES.c.id)
+    for dialect, insert in (("postgresql", pg_insert), ("sqlite", sqlite_insert))
+}
 
 
 def _charge_credit(db: Session, card_id: int, currency: str, charge) -> usage.ChargeAnswer:
     amount = charge.amount_minor
-    left = func.coalesce(_CARDS.c.credit_minor, 0)
-    debited = db.execute(
-        update(_CARDS)
-        .where(_CARDS.c.id == card_id, or_(_CARDS.c.unlimited == true(), left >= amount))
-        .values(
-            credit_minor=case(
-                (_CARDS.c.unlimited == true(), _CARDS.c.credit_minor), else_=left - amount
-            )
-        )
-        .returning(_CARDS.c.code, _CARDS.c.unlimited, _CARDS.c.credit_minor, _CARDS.c.account_id)
-    ).first()
+    conn = db.connection()
+    debited = conn.execute(_DEBIT_CREDIT, {"card": card_id, "amount": amount}).first()
     if debited is None:
         card = db.get(CardCode, card_id, populate_existing=True)
         if card is None:
@@ -446,21 +476,20 @@ def _charge_credit(db: Session, card_id: int, currency: str, charge) -> usage.Ch
                 "currency": currency,
             },
         )
-    row_id = db.execute(
-        dialect_insert(db, CardCodeCharge)
-        .values(
-            card_code_id=card_id,
-            idempotency_key=charge.idempotency_key,
-            request_fingerprint=charge.fingerprint,
-            amount_minor=amount,
-            description=charge.description,
-            status_code=status,
-            credit_left_minor=credit_left,
-            response_json=json.dumps(body),  # charge_id is the row's own id (added on replay)
-            created_at=utcnow(),
-        )
-        .on_conflict_do_nothing(index_elements=["card_code_id", "idempotency_key"])
-        .returning(CardCodeCharge.id)
+    row_id = conn.execute(
+        _STORE_ANSWER[conn.dialect.name],
+        {
+            "card": card_id,
+            "key": charge.idempotency_key,
+            "fingerprint": charge.fingerprint,
+            "amount": amount,
+            "description": charge.description,
+            "status": status,
+            "left": credit_left,
+            # charge_id is the row's own id (added on replay)
+            "body": json.dumps(body),
+            "at": utcnow(),
+        },
     ).scalar()
     if row_id is None:
         db.rollback()  # answered before (PostgreSQL waited for that transaction): undo ours

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, case, func, insert, literal, or_, select, true, update
+from sqlalchemy import and_, bindparam, case, func, insert, or_, select, true, update
 from sqlalchemy.orm import Session
 
 from portal.models import (
@@ -201,13 +201,13 @@ _S = AutoRechargeSetting.__table__
 _C = CustomerClass.__table__
 
 
-def _credit_limit_sql(now: datetime):
+def _credit_limit_sql(now):
     """effective_credit_limit() as a SQL expression over the accounts row."""
     permanent = case((_A.c.credit_limit_minor > 0, _A.c.credit_limit_minor), else_=0)
     temporary = case(
         (
             _A.c.temp_increase_percent.is_not(None),
-            permanent * _A.c.temp_increase_percent / 100,
+            permanent * _A.c.temp_increase_percent // 100,
         ),
         else_=func.coalesce(_A.c.temp_increase_minor, 0),
     )
@@ -230,9 +230,11 @@ def _credit_limit_sql(now: datetime):
     )
 
 
-def _debit_statement(account_id: int, amount_minor: int, now: datetime):
+def _debit_statement():
     """UPDATE accounts (funds-checked, active only) RETURNING what the answer and the
-    after-debit decision need: no other read."""
+    after-debit decision need: no other read. Bound parameters: account, amount, now."""
+    now = bindparam("now", type_=_A.c.temp_increase_valid_until.type)
+    amount = bindparam("amount", type_=_A.c.balance_minor.type)
     recharge = (
         select(_S.c.threshold_minor)
         .where(
@@ -251,11 +253,11 @@ def _debit_statement(account_id: int, amount_minor: int, now: datetime):
     return (
         update(_A)
         .where(
-            _A.c.id == account_id,
+            _A.c.id == bindparam("account", type_=_A.c.id.type),
             _A.c.status == AccountStatus.ACTIVE,
-            _A.c.balance_minor + _credit_limit_sql(now) - amount_minor >= 0,
+            _A.c.balance_minor + _credit_limit_sql(now) - amount >= 0,
         )
-        .values(balance_minor=_A.c.balance_minor - amount_minor)
+        .values(balance_minor=_A.c.balance_minor - amount)
         .returning(
             _A.c.id,
             _A.c.balance_minor,
@@ -272,15 +274,55 @@ def _debit_statement(account_id: int, amount_minor: int, now: datetime):
     )
 
 
-def _entry_values(amount_minor: int, description: str, idempotency_key: str, at: datetime):
-    return {
-        "kind": EntryKind.USAGE,
-        "amount_minor": -amount_minor,
-        "description": description[:300],
-        "reference": "",
-        "idempotency_key": idempotency_key,
-        "created_at": at,
-    }
+# The entry's own values, bound by name (the same in both dialects' statements).
+_ENTRY_PARAMS = (
+    "kind",
+    "amount_minor",
+    "description",
+    "reference",
+    "idempotency_key",
+    "created_at",
+)
+
+
+def _build_debit_statements() -> dict:
+    """Built once: a statement object keeps its compiled form in SQLAlchemy's cache, so
+    each charge only binds values (building it per call cost more CPU than the query)."""
+    debit = _debit_statement()
+    # Prefixed names: an UPDATE would take a parameter named like an accounts column
+    # (created_at) as a value to SET.
+    entry_values = [bindparam(f"e_{name}", type_=_E.c[name].type) for name in _ENTRY_PARAMS]
+    # PostgreSQL: UPDATE ... RETURNING feeds INSERT ... SELECT in one statement.
+    debited = debit.cte("debit")
+    entry = (
+        insert(_E)
+        .from_select(
+            ["account_id", "balance_after_minor", "currency", *_ENTRY_PARAMS],
+            select(debited.c.id, debited.c.balance_minor, debited.c.currency, *entry_values),
+        )
+        .returning(_E.c.id, _E.c.account_id)
+        .cte("entry")
+    )
+    combined = select(entry.c.id, debited).join_from(
+        entry, debited, entry.c.account_id == debited.c.id
+    )
+    # SQLite (writers hold the database lock from BEGIN IMMEDIATE): the same two in turn.
+    single_entry = (
+        insert(_E)
+        .values(
+            account_id=bindparam("account_id", type_=_E.c.account_id.type),
+            balance_after_minor=bindparam(
+                "balance_after_minor", type_=_E.c.balance_after_minor.type
+            ),
+            currency=bindparam("currency", type_=_E.c.currency.type),
+            **{name: value for name, value in zip(_ENTRY_PARAMS, entry_values, strict=True)},
+        )
+        .returning(_E.c.id)
+    )
+    return {"combined": combined, "debit": debit, "entry": single_entry}
+
+
+_STATEMENTS: dict = {}
 
 
 def debit_usage(
@@ -303,47 +345,32 @@ def debit_usage(
     """
     if not isinstance(amount_minor, int) or isinstance(amount_minor, bool) or amount_minor < 0:
         raise ValueError("amount_minor must be a non-negative int")
+    if not _STATEMENTS:
+        _STATEMENTS.update(_build_debit_statements())
     now = at or utcnow()
-    debit = _debit_statement(account_id, amount_minor, now)
-    values = _entry_values(amount_minor, description, idempotency_key, now)
-    if db.get_bind().dialect.name == "postgresql":
-        debited = debit.cte("debit")
-        entry = (
-            insert(_E)
-            .from_select(
-                ["account_id", "balance_after_minor", "currency", *values],
-                select(
-                    debited.c.id,
-                    debited.c.balance_minor,
-                    debited.c.currency,
-                    *(literal(v, _E.c[k].type) for k, v in values.items()),
-                ),
-            )
-            .returning(_E.c.id, _E.c.account_id)
-            .cte("entry")
-        )
-        row = db.execute(
-            select(entry.c.id, debited).join_from(
-                entry, debited, entry.c.account_id == debited.c.id
-            )
-        ).first()
+    params = {
+        "account": account_id,
+        "amount": amount_minor,
+        "now": now,
+        "e_kind": EntryKind.USAGE,
+        "e_amount_minor": -amount_minor,
+        "e_description": description[:300],
+        "e_reference": "",
+        "e_idempotency_key": idempotency_key,
+        "e_created_at": now,
+    }
+    conn = db.connection()
+    if conn.dialect.name == "postgresql":
+        row = conn.execute(_STATEMENTS["combined"], params).first()
         if row is None:
             return None
         entry_id, funds = row[0], row[1:]
     else:
-        funds = db.execute(debit).first()
+        funds = conn.execute(_STATEMENTS["debit"], params).first()
         if funds is None:
             return None
-        entry_id = db.execute(
-            insert(_E)
-            .values(
-                account_id=account_id,
-                balance_after_minor=funds.balance_minor,
-                currency=funds.currency,
-                **values,
-            )
-            .returning(_E.c.id)
-        ).scalar_one()
+        params.update(account_id=account_id, balance_after_minor=funds[1], currency=funds[2])
+        entry_id = conn.execute(_STATEMENTS["entry"], params).scalar_one()
     return UsageDebit(entry_id, FundsSnapshot(*funds))
 
 

@@ -11,12 +11,13 @@ from dataclasses import dataclass
 import click
 from flask import current_app
 from flask.cli import with_appcontext
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from portal import jobs, ledger
-from portal.db import dialect_insert
 from portal.domain import NotFound, ValidationFailed
 from portal.models import Account, AccountStatus, ApiCharge, utcnow
 from portal.money import MoneyError, format_money, format_plain, parse_amount
@@ -142,13 +143,36 @@ def record_charge(
     return answer
 
 
+# Built once (the compiled form stays cached); each charge only binds values.
+_ACCOUNT_REF = select(Account.id, Account.currency).where(Account.number == bindparam("number"))
+_ACCOUNT_REF_IN = _ACCOUNT_REF.where(Account.reseller_id == bindparam("reseller"))
+_STORE_ANSWER = {
+    dialect: insert(ApiCharge.__table__)
+    .values(
+        account_id=bindparam("account_id"),
+        idempotency_key=bindparam("key"),
+        request_fingerprint=bindparam("fingerprint"),
+        status_code=bindparam("status"),
+        response_json=bindparam("body"),
+        created_at=bindparam("at", type_=ApiCharge.__table__.c.created_at.type),
+    )
+    .on_conflict_do_nothing(index_elements=["account_id", "idempotency_key"])
+    .returning(ApiCharge.__table__.c.id)
+    for dialect, insert in (("postgresql", pg_insert), ("sqlite", sqlite_insert))
+}
+
+
 def _account_ref(db: Session, reseller_id: int | None, number: str) -> tuple[int, str]:
     if not number or len(number) > MAX_ACCOUNT_NUMBER:
         raise NotFound("No such account.")
-    stmt = select(Account.id, Account.currency).where(Account.number == number)
-    if reseller_id is not None:
-        stmt = stmt.where(Account.reseller_id == reseller_id)
-    row = db.execute(stmt).first()
+    if reseller_id is None:
+        row = db.connection().execute(_ACCOUNT_REF, {"number": number}).first()
+    else:
+        row = (
+            db.connection()
+            .execute(_ACCOUNT_REF_IN, {"number": number, "reseller": reseller_id})
+            .first()
+        )
     if row is None:
         raise NotFound("No such account.")
     return row[0], row[1]
@@ -167,18 +191,17 @@ def _charge(db: Session, account_id: int, number: str, charge: ChargeRequest) ->
         status, body = 402, _refusal_body(account, charge)
     else:
         status, body = 201, _debited_body(number, debit, charge)
-    stored = db.execute(
-        dialect_insert(db, ApiCharge)
-        .values(
-            account_id=account_id,
-            idempotency_key=charge.idempotency_key,
-            request_fingerprint=charge.fingerprint,
-            status_code=status,
-            response_json=json.dumps(body),
-            created_at=utcnow(),
-        )
-        .on_conflict_do_nothing(index_elements=["account_id", "idempotency_key"])
-        .returning(ApiCharge.id)
+    conn = db.connection()
+    stored = conn.execute(
+        _STORE_ANSWER[conn.dialect.name],
+        {
+            "account_id": account_id,
+            "key": charge.idempotency_key,
+            "fingerprint": charge.fingerprint,
+            "status": status,
+            "body": json.dumps(body),
+            "at": utcnow(),
+        },
     ).scalar()
     if stored is None:
         # The key was answered before (PostgreSQL waited for that transaction): undo ours.

@@ -66,6 +66,7 @@ def balance_and_sum(db, account_id):
 
 def test_debit_writes_one_immutable_entry_and_the_balance(anydb):
     account = funded(anydb)
+    created = anydb.get(Account, account.id).created_at
     at = utcnow().replace(microsecond=0) - timedelta(minutes=5)
     result = debit(anydb, account, 250, description="Call to +44", at=at)
     entry = anydb.get(LedgerEntry, result.entry_id)
@@ -83,6 +84,8 @@ def test_debit_writes_one_immutable_entry_and_the_balance(anydb):
     assert result.funds.id == account.id
     assert (result.funds.balance_minor, result.funds.currency) == (750, "GBP")
     assert balance_and_sum(anydb, account.id) == (750, 750)
+    # Only the balance changes on the account row.
+    assert anydb.get(Account, account.id).created_at == created != at
 
 
 def test_exactly_the_available_funds_is_debited_one_more_is_refused(anydb):
@@ -138,6 +141,7 @@ def test_description_is_cut_at_300(anydb):
         ({"credit_limit_minor": 500, "temp_increase_percent": 50, "valid": 1}, 750),
         ({"credit_limit_minor": 500, "temp_increase_percent": 50, "valid": -1}, 500),
         ({"credit_limit_minor": 500, "temp_increase_percent": 50, "valid": None}, 500),
+        ({"credit_limit_minor": 333, "temp_increase_percent": 50, "valid": 1}, 499),
         ({"credit_limit_minor": -200, "temp_increase_percent": 50, "valid": 1}, -200),
         ({"credit_limit_minor": 0, "temp_increase_minor": None, "valid": 1}, 0),
     ],
