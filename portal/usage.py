@@ -162,9 +162,23 @@ _STORE_ANSWER = {
 }
 
 
+ACCOUNT_REFS_MAX = 100_000
+
+
 def _account_ref(db: Session, reseller_id: int | None, number: str) -> tuple[int, str]:
+    """(id, currency) of the account with this number in the token's scope.
+
+    Remembered per app: an account's number, reseller and currency never change once it
+    exists (nothing updates them, accounts are not deleted), so a hit can never be stale;
+    its status and money are read by the debit itself. Misses are not remembered.
+    """
     if not number or len(number) > MAX_ACCOUNT_NUMBER:
         raise NotFound("No such account.")
+    refs = current_app.extensions.setdefault("account_refs", {})
+    key = (reseller_id, number)
+    hit = refs.get(key)
+    if hit is not None:
+        return hit
     if reseller_id is None:
         row = db.connection().execute(_ACCOUNT_REF, {"number": number}).first()
     else:
@@ -175,7 +189,10 @@ def _account_ref(db: Session, reseller_id: int | None, number: str) -> tuple[int
         )
     if row is None:
         raise NotFound("No such account.")
-    return row[0], row[1]
+    if len(refs) >= ACCOUNT_REFS_MAX:
+        refs.clear()
+    refs[key] = (row[0], row[1])
+    return refs[key]
 
 
 def _charge(db: Session, account_id: int, number: str, charge: ChargeRequest) -> ChargeAnswer:

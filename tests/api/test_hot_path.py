@@ -9,6 +9,8 @@ from sqlalchemy import event, func, select, update
 from portal import api_tokens, jobs
 from portal.ledger import post_entry
 from portal.models import (
+    Account,
+    AccountStatus,
     ApiToken,
     EntryKind,
     FundsCheck,
@@ -193,3 +195,27 @@ def test_a_refused_or_replayed_charge_queues_nothing(client, db, world, monkeypa
     assert queued(db) == []
     db.rollback()
     assert db.scalar(select(func.count()).select_from(LedgerEntry)) == 2
+
+
+def test_the_account_number_is_resolved_once_and_its_status_still_read_each_time(
+    app, client, db, world
+):
+    seen = []
+    event.listen(
+        app.extensions["engine"],
+        "before_cursor_execute",
+        lambda conn, cur, statement, *a: (
+            seen.append(statement)
+            if statement.lstrip().startswith("SELECT accounts.id, accounts.currency")
+            else None
+        ),
+    )
+    assert charge(client, world["headers"], "k1").status_code == 201
+    assert charge(client, world["headers"], "k2").status_code == 201
+    assert len(seen) == 1
+    db.rollback()
+    db.get(Account, world["account"].id).status = AccountStatus.CLOSED
+    db.commit()
+    refused = charge(client, world["headers"], "k3")
+    assert refused.status_code == 402 and refused.get_json()["error"] == "account_inactive"
+    assert len(seen) == 1
