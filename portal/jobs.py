@@ -42,10 +42,12 @@ BATCH = 500
 
 
 def sweep_auto_recharge(db: Session, now: datetime) -> int:
-    """Safety net: charge every enabled account at or below its threshold."""
+    """Safety net: the queued after-debit checks a crash left behind (funds_checks), then
+    charge every enabled account at or below its threshold."""
     from portal.autorecharge import sweep
 
-    return sweep(db, now=now)
+    drained = drain_funds_checks(current_app._get_current_object(), db, now=now)
+    return drained + sweep(db, now=now)
 
 
 def revert_credit_limits(db: Session, now: datetime) -> int:
@@ -110,11 +112,6 @@ def send_emails(db: Session, now: datetime) -> int:
     return send_outbox(db, config=current_app.config, now=now)
 
 
-def run_funds_checks(db: Session, now: datetime) -> int:
-    """The queued after-debit checks (those a crash left behind, or any still waiting)."""
-    return drain_funds_checks(current_app._get_current_object(), db, now=now)
-
-
 def reconcile_payments(db: Session, now: datetime) -> int:
     """Ask Stripe about payments left pending (a crash or a lost webhook)."""
     service = _optional("portal.payments.service")
@@ -135,7 +132,6 @@ JOBS: dict[str, tuple[Callable[[Session, datetime], int], int]] = {
     "billing_cycle": (run_billing_cycle, 3600),
     "invoice_collection": (collect_invoices, 3600),
     "email_outbox": (send_emails, 30),
-    "funds_checks": (run_funds_checks, 15),
     "payment_reconciliation": (reconcile_payments, 600),
 }
 

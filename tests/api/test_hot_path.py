@@ -145,8 +145,8 @@ def test_a_crossing_queues_a_durable_check_that_survives_a_crash(
     assert charge(client, world["headers"], "k2", "1.00").status_code == 201
     assert queued(db) == [(account_id, 2)]  # still one row, bumped
     assert db.scalar(select(func.count()).select_from(OutboxEmail)) == 0
-    # A restarted scheduler drains it.
-    assert jobs.run_job("funds_checks", app=app) == 1
+    # A restarted scheduler drains it (the auto-recharge sweep runs the queued checks first).
+    assert jobs.run_job("auto_recharge_sweep", app=app) == 1
     assert queued(db) == []
     mails = db.scalars(select(OutboxEmail)).all()
     assert len(mails) == 1 and mails[0].account_id == account_id
@@ -173,10 +173,10 @@ def test_a_failing_check_stays_queued(app, client, db, world, monkeypatch):
         raise RuntimeError("mail store down")
 
     monkeypatch.setattr(jobs, "after_debit_checks", broken)
-    assert jobs.run_job("funds_checks", app=app) == 0
+    assert jobs.run_job("auto_recharge_sweep", app=app) == 0
     assert len(queued(db)) == 1
     monkeypatch.undo()
-    assert jobs.run_job("funds_checks", app=app) == 1
+    assert jobs.run_job("auto_recharge_sweep", app=app) == 1
     assert queued(db) == []
 
 
@@ -219,3 +219,28 @@ def test_the_account_number_is_resolved_once_and_its_status_still_read_each_time
     refused = charge(client, world["headers"], "k3")
     assert refused.status_code == 402 and refused.get_json()["error"] == "account_inactive"
     assert len(seen) == 1
+
+
+@pytest.mark.postgres
+def test_the_durable_queue_on_postgresql(pg_app, pg_db, clock, monkeypatch):
+    reseller = make_reseller(pg_db)
+    account = make_account(pg_db, reseller=reseller, number="700001", warning_thresholds="5.00")
+    post_entry(
+        pg_db,
+        account_id=account.id,
+        kind=EntryKind.TOPUP,
+        amount_minor=1000,
+        description="Opening",
+        idempotency_key="open",
+    )
+    token = api_tokens.create_token(pg_db, reseller_id=reseller.id, name="switch")
+    pg_db.commit()
+    headers = {"Authorization": f"Bearer {token.plaintext}"}
+    client = pg_app.test_client()
+    monkeypatch.setattr(jobs, "after_charge", lambda app, account_id: None)  # dies after commit
+    assert charge(client, headers, "k1", "6.00").status_code == 201
+    assert charge(client, headers, "k2", "1.00").status_code == 201
+    assert queued(pg_db) == [(account.id, 2)]
+    assert jobs.run_job("auto_recharge_sweep", app=pg_app) == 1
+    assert queued(pg_db) == []
+    assert pg_db.scalar(select(func.count()).select_from(OutboxEmail)) == 1
