@@ -201,81 +201,79 @@ _S = AutoRechargeSetting.__table__
 _C = CustomerClass.__table__
 
 
-def _credit_limit_sql(now):
-    """effective_credit_limit() as a SQL expression over the accounts row."""
-    permanent = case((_A.c.credit_limit_minor > 0, _A.c.credit_limit_minor), else_=0)
-    temporary = case(
-        (
-            _A.c.temp_increase_percent.is_not(None),
-            permanent * _A.c.temp_increase_percent // 100,
-        ),
-        else_=func.coalesce(_A.c.temp_increase_minor, 0),
-    )
-    return case(
-        (
-            _A.c.billing_model == BillingModel.POSTPAID,
-            _A.c.credit_limit_minor
-            + case(
-                (
-                    and_(
-                        _A.c.temp_increase_valid_until.is_not(None),
-                        _A.c.temp_increase_valid_until > now,
-                    ),
-                    temporary,
+# The statements are built once, at import (module-level, like any constant): each charge
+# only binds values, and SQLAlchemy keeps their compiled form (building them per call cost
+# more CPU than the queries). Bound parameters: account, amount, now and the entry's e_*
+# values (prefixed: an UPDATE would take a parameter named like an accounts column, such as
+# created_at, as a value to SET).
+_NOW = bindparam("now", type_=_A.c.temp_increase_valid_until.type)
+_AMOUNT = bindparam("amount", type_=_A.c.balance_minor.type)
+_PERMANENT = case((_A.c.credit_limit_minor > 0, _A.c.credit_limit_minor), else_=0)
+# effective_credit_limit() over the accounts row.
+_CREDIT_LIMIT = case(
+    (
+        _A.c.billing_model == BillingModel.POSTPAID,
+        _A.c.credit_limit_minor
+        + case(
+            (
+                and_(
+                    _A.c.temp_increase_valid_until.is_not(None),
+                    _A.c.temp_increase_valid_until > _NOW,
                 ),
-                else_=0,
+                case(
+                    (
+                        _A.c.temp_increase_percent.is_not(None),
+                        _PERMANENT * _A.c.temp_increase_percent // 100,
+                    ),
+                    else_=func.coalesce(_A.c.temp_increase_minor, 0),
+                ),
             ),
+            else_=0,
         ),
-        else_=0,
+    ),
+    else_=0,
+)
+# The auto-recharge threshold when a recharge could start now (autorecharge.is_due's rule).
+_RECHARGE_THRESHOLD = (
+    select(_S.c.threshold_minor)
+    .where(
+        _S.c.account_id == _A.c.id,
+        _S.c.enabled == true(),
+        _S.c.amount_minor > 0,
+        or_(_S.c.next_attempt_at.is_(None), _S.c.next_attempt_at <= _NOW),
     )
-
-
-def _debit_statement():
-    """UPDATE accounts (funds-checked, active only) RETURNING what the answer and the
-    after-debit decision need: no other read. Bound parameters: account, amount, now."""
-    now = bindparam("now", type_=_A.c.temp_increase_valid_until.type)
-    amount = bindparam("amount", type_=_A.c.balance_minor.type)
-    recharge = (
-        select(_S.c.threshold_minor)
-        .where(
-            _S.c.account_id == _A.c.id,
-            _S.c.enabled == true(),
-            _S.c.amount_minor > 0,
-            or_(_S.c.next_attempt_at.is_(None), _S.c.next_attempt_at <= now),
-        )
-        .scalar_subquery()
+    .scalar_subquery()
+)
+_CLASS_THRESHOLDS = (
+    select(_C.c.default_warning_thresholds)
+    .where(_C.c.id == _A.c.customer_class_id)
+    .scalar_subquery()
+)
+# UPDATE accounts (funds-checked, active only) RETURNING what the answer and the after-debit
+# decision need, in FundsSnapshot's order: no other read.
+_DEBIT = (
+    update(_A)
+    .where(
+        _A.c.id == bindparam("account", type_=_A.c.id.type),
+        _A.c.status == AccountStatus.ACTIVE,
+        _A.c.balance_minor + _CREDIT_LIMIT - _AMOUNT >= 0,
     )
-    class_default = (
-        select(_C.c.default_warning_thresholds)
-        .where(_C.c.id == _A.c.customer_class_id)
-        .scalar_subquery()
+    .values(balance_minor=_A.c.balance_minor - _AMOUNT)
+    .returning(
+        _A.c.id,
+        _A.c.balance_minor,
+        _A.c.currency,
+        _A.c.billing_model,
+        _A.c.credit_limit_minor,
+        _A.c.temp_increase_minor,
+        _A.c.temp_increase_percent,
+        _A.c.temp_increase_valid_until,
+        func.coalesce(_A.c.warning_thresholds, _CLASS_THRESHOLDS, "").label("thresholds"),
+        _A.c.warnings_fired,
+        _RECHARGE_THRESHOLD.label("recharge_threshold"),
     )
-    return (
-        update(_A)
-        .where(
-            _A.c.id == bindparam("account", type_=_A.c.id.type),
-            _A.c.status == AccountStatus.ACTIVE,
-            _A.c.balance_minor + _credit_limit_sql(now) - amount >= 0,
-        )
-        .values(balance_minor=_A.c.balance_minor - amount)
-        .returning(
-            _A.c.id,
-            _A.c.balance_minor,
-            _A.c.currency,
-            _A.c.billing_model,
-            _A.c.credit_limit_minor,
-            _A.c.temp_increase_minor,
-            _A.c.temp_increase_percent,
-            _A.c.temp_increase_valid_until,
-            func.coalesce(_A.c.warning_thresholds, class_default, "").label("thresholds"),
-            _A.c.warnings_fired,
-            recharge.label("recharge_threshold"),
-        )
-    )
-
-
-# The entry's own values, bound by name (the same in both dialects' statements).
-_ENTRY_PARAMS = (
+)
+_ENTRY_COLUMNS = (
     "kind",
     "amount_minor",
     "description",
@@ -283,46 +281,38 @@ _ENTRY_PARAMS = (
     "idempotency_key",
     "created_at",
 )
-
-
-def _build_debit_statements() -> dict:
-    """Built once: a statement object keeps its compiled form in SQLAlchemy's cache, so
-    each charge only binds values (building it per call cost more CPU than the query)."""
-    debit = _debit_statement()
-    # Prefixed names: an UPDATE would take a parameter named like an accounts column
-    # (created_at) as a value to SET.
-    entry_values = [bindparam(f"e_{name}", type_=_E.c[name].type) for name in _ENTRY_PARAMS]
-    # PostgreSQL: UPDATE ... RETURNING feeds INSERT ... SELECT in one statement.
-    debited = debit.cte("debit")
-    entry = (
-        insert(_E)
-        .from_select(
-            ["account_id", "balance_after_minor", "currency", *_ENTRY_PARAMS],
-            select(debited.c.id, debited.c.balance_minor, debited.c.currency, *entry_values),
-        )
-        .returning(_E.c.id, _E.c.account_id)
-        .cte("entry")
+_ENTRY_VALUES = [bindparam(f"e_{name}", type_=_E.c[name].type) for name in _ENTRY_COLUMNS]
+# PostgreSQL: UPDATE ... RETURNING feeds INSERT ... SELECT in one statement, which returns
+# the account's columns and then the entry's id.
+_DEBITED = _DEBIT.cte("debit")
+_ENTRY_FROM_DEBIT = (
+    insert(_E)
+    .from_select(
+        ["account_id", "balance_after_minor", "currency", *_ENTRY_COLUMNS],
+        select(_DEBITED.c.id, _DEBITED.c.balance_minor, _DEBITED.c.currency, *_ENTRY_VALUES),
     )
-    combined = select(entry.c.id, debited).join_from(
-        entry, debited, entry.c.account_id == debited.c.id
+    .returning(_E.c.id, _E.c.account_id)
+    .cte("entry")
+)
+# SQLite (writers hold the database lock from BEGIN IMMEDIATE): the same two in turn.
+_ENTRY = (
+    insert(_E)
+    .values(
+        account_id=bindparam("e_account_id", type_=_E.c.account_id.type),
+        balance_after_minor=bindparam("e_balance_after_minor", type_=_E.c.balance_after_minor.type),
+        currency=bindparam("e_currency", type_=_E.c.currency.type),
+        **dict(zip(_ENTRY_COLUMNS, _ENTRY_VALUES, strict=True)),
     )
-    # SQLite (writers hold the database lock from BEGIN IMMEDIATE): the same two in turn.
-    single_entry = (
-        insert(_E)
-        .values(
-            account_id=bindparam("account_id", type_=_E.c.account_id.type),
-            balance_after_minor=bindparam(
-                "balance_after_minor", type_=_E.c.balance_after_minor.type
-            ),
-            currency=bindparam("currency", type_=_E.c.currency.type),
-            **{name: value for name, value in zip(_ENTRY_PARAMS, entry_values, strict=True)},
-        )
-        .returning(_E.c.id)
-    )
-    return {"combined": combined, "debit": debit, "entry": single_entry}
-
-
-_STATEMENTS: dict = {}
+    .returning(_E.c.id)
+)
+_DEBIT_STATEMENTS = {
+    "postgresql": (
+        select(_DEBITED, _ENTRY_FROM_DEBIT.c.id).join_from(
+            _ENTRY_FROM_DEBIT, _DEBITED, _ENTRY_FROM_DEBIT.c.account_id == _DEBITED.c.id
+        ),
+    ),
+    "sqlite": (_DEBIT, _ENTRY),
+}
 
 
 def debit_usage(
@@ -345,8 +335,6 @@ def debit_usage(
     """
     if not isinstance(amount_minor, int) or isinstance(amount_minor, bool) or amount_minor < 0:
         raise ValueError("amount_minor must be a non-negative int")
-    if not _STATEMENTS:
-        _STATEMENTS.update(_build_debit_statements())
     now = at or utcnow()
     params = {
         "account": account_id,
@@ -360,18 +348,15 @@ def debit_usage(
         "e_created_at": now,
     }
     conn = db.connection()
-    if conn.dialect.name == "postgresql":
-        row = conn.execute(_STATEMENTS["combined"], params).first()
-        if row is None:
-            return None
-        entry_id, funds = row[0], row[1:]
-    else:
-        funds = conn.execute(_STATEMENTS["debit"], params).first()
-        if funds is None:
-            return None
-        params.update(account_id=account_id, balance_after_minor=funds[1], currency=funds[2])
-        entry_id = conn.execute(_STATEMENTS["entry"], params).scalar_one()
-    return UsageDebit(entry_id, FundsSnapshot(*funds))
+    debit, *then = _DEBIT_STATEMENTS[conn.dialect.name]
+    row = conn.execute(debit, params).first()
+    if row is None:
+        return None
+    row = tuple(row)
+    for entry in then:  # SQLite: the entry's own INSERT, its id appended like PostgreSQL's
+        params.update(e_account_id=row[0], e_balance_after_minor=row[1], e_currency=row[2])
+        row = (*row, conn.execute(entry, params).scalar_one())
+    return UsageDebit(row[-1], FundsSnapshot(*row[:-1]))
 
 
 def audit_balances(db: Session) -> list[tuple[int, int, int]]:
