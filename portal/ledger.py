@@ -161,8 +161,8 @@ def post_entry(
     db.add(entry)
     db.flush()
     if kind != EntryKind.USAGE:
-        # The switch's charges queue their checks themselves (api/routes.py), keeping that
-        # path free of this bookkeeping.
+        # The switch's charges (debit_usage) queue their checks themselves, durably and
+        # only when a threshold is reached (portal.usage, portal.jobs.queue_funds_check).
         note_funds_changed(db, account_id, decreased=amount_minor < 0)
     return Posting(entry, replayed=False)
 
