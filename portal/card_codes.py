@@ -11,7 +11,9 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, case, func, or_, select, true, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -372,19 +374,6 @@ def _day_start(day: date) -> datetime:
 USAGE_ROWS = 50
 
 
-def find_card_code(db: Session, *, reseller_id: int | None, code: str) -> CardCode:
-    """The card code with this code in the token's reseller (an operator token: any, if unique)."""
-    if not isinstance(code, str) or not CODE_PATTERN.match(code):
-        raise NotFound("No such card code.")
-    stmt = select(CardCode).where(CardCode.code == code)
-    if reseller_id is not None:
-        stmt = stmt.where(CardCode.reseller_id == reseller_id)
-    cards = db.scalars(stmt.limit(2)).all()
-    if len(cards) != 1:
-        raise NotFound("No such card code.")
-    return cards[0]
-
-
 def charge_card_code(
     db: Session, *, reseller_id: int | None, code: str, payload: object
 ) -> usage.ChargeAnswer:
@@ -392,42 +381,125 @@ def charge_card_code(
 
     201 with Credit Left; 402 when the credit does not cover it (Credit Left 0: no calls);
     Unlimited never runs out. A replayed key answers what the first request got.
+    Four round trips: the card, one credit-checked UPDATE ... RETURNING (its row lock
+    serialises charges of one card code), the answer through INSERT ... ON CONFLICT, commit.
     """
     if not isinstance(payload, dict):
         raise usage.ChargeInputError({"body": "Send a JSON object."})
-    card = find_card_code(db, reseller_id=reseller_id, code=code)
-    charge = usage.parse_charge(payload, card.currency)
-    card = _lock(db, card.id)  # serialises charges (and twins of one key) per card code
-    stored = _stored_charge(db, card.id, charge)
-    if stored is not None:
-        db.rollback()
-        return stored
-    status, body = _debit_credit(card, charge)
-    row = CardCodeCharge(
-        card_code_id=card.id,
-        idempotency_key=charge.idempotency_key,
-        request_fingerprint=charge.fingerprint,
-        amount_minor=charge.amount_minor,
-        description=charge.description,
-        status_code=status,
-        credit_left_minor=card.credit_minor,
-        response_json="",
-        created_at=utcnow(),
-    )
-    db.add(row)
-    db.flush()
-    if status == 201:
-        body["charge_id"] = row.id
-    row.response_json = json.dumps(body)
+    card_id, currency = _card_ref(db, reseller_id=reseller_id, code=code)
+    charge = usage.parse_charge(payload, currency)
     try:
+        answer = _charge_credit(db, card_id, currency, charge)
         db.commit()
     except IntegrityError:
         db.rollback()  # a concurrent twin of this request answered first
-        stored = _stored_charge(db, card.id, charge)
-        if stored is None:
+        answer = _stored_charge(db, card_id, charge)
+        if answer is None:
             raise
+    return answer
+
+
+def _card_ref(db: Session, *, reseller_id: int | None, code: str) -> tuple[int, str]:
+    """The card code with this code in the token's reseller (an operator token: any, if unique)."""
+    if not isinstance(code, str) or not CODE_PATTERN.match(code):
+        raise NotFound("No such card code.")
+    if reseller_id is None:
+        rows = db.connection().execute(_CARD_REF, {"code": code}).all()
+    else:
+        rows = db.connection().execute(_CARD_REF_IN, {"code": code, "reseller": reseller_id}).all()
+    if len(rows) != 1:
+        raise NotFound("No such card code.")
+    return rows[0][0], rows[0][1]
+
+
+_CARDS = CardCode.__table__
+_CHARGES = CardCodeCharge.__table__
+# Built once (the compiled forms stay cached); each charge only binds values.
+_CARD_REF = (
+    select(_CARDS.c.id, _CARDS.c.currency).where(_CARDS.c.code == bindparam("code")).limit(2)
+)
+_CARD_REF_IN = _CARD_REF.where(_CARDS.c.reseller_id == bindparam("reseller"))
+_LEFT = func.coalesce(_CARDS.c.credit_minor, 0)
+_DEBIT_CREDIT = (
+    update(_CARDS)
+    .where(
+        _CARDS.c.id == bindparam("card"),
+        or_(_CARDS.c.unlimited == true(), _LEFT >= bindparam("amount")),  # noqa: SIM300
+    )
+    .values(
+        credit_minor=case(
+            (_CARDS.c.unlimited == true(), _CARDS.c.credit_minor),
+            else_=_LEFT - bindparam("amount"),
+        )
+    )
+    .returning(_CARDS.c.code, _CARDS.c.unlimited, _CARDS.c.credit_minor, _CARDS.c.account_id)
+)
+_STORE_ANSWER = {
+    dialect: insert(_CHARGES)
+    .values(
+        card_code_id=bindparam("card"),
+        idempotency_key=bindparam("key"),
+        request_fingerprint=bindparam("fingerprint"),
+        amount_minor=bindparam("amount"),
+        description=bindparam("description"),
+        status_code=bindparam("status"),
+        credit_left_minor=bindparam("left"),
+        response_json=bindparam("body"),
+        created_at=bindparam("at", type_=_CHARGES.c.created_at.type),
+    )
+    .on_conflict_do_nothing(index_elements=["card_code_id", "idempotency_key"])
+    .returning(_CHARGES.c.id)
+    for dialect, insert in (("postgresql", pg_insert), ("sqlite", sqlite_insert))
+}
+
+
+def _charge_credit(db: Session, card_id: int, currency: str, charge) -> usage.ChargeAnswer:
+    amount = charge.amount_minor
+    conn = db.connection()
+    debited = conn.execute(_DEBIT_CREDIT, {"card": card_id, "amount": amount}).first()
+    if debited is None:
+        card = db.get(CardCode, card_id, populate_existing=True)
+        if card is None:
+            raise NotFound("No such card code.")
+        status, body = _refusal(card, charge)
+        credit_left, account_id = card.credit_minor, card.account_id
+    else:
+        code, unlimited, credit_left, account_id = debited
+        status, body = (
+            201,
+            {
+                "code": code,
+                "amount": format_plain(amount, currency),
+                "credit_left": "Unlimited"
+                if unlimited
+                else format_plain(credit_left or 0, currency),
+                "currency": currency,
+            },
+        )
+    row_id = conn.execute(
+        _STORE_ANSWER[conn.dialect.name],
+        {
+            "card": card_id,
+            "key": charge.idempotency_key,
+            "fingerprint": charge.fingerprint,
+            "amount": amount,
+            "description": charge.description,
+            "status": status,
+            "left": credit_left,
+            # charge_id is the row's own id (added on replay)
+            "body": json.dumps(body),
+            "at": utcnow(),
+        },
+    ).scalar()
+    if row_id is None:
+        db.rollback()  # answered before (PostgreSQL waited for that transaction): undo ours
+        stored = _stored_charge(db, card_id, charge)
+        if stored is None:
+            raise RuntimeError("A card-code charge key conflicted without a stored answer.")
         return stored
-    return usage.ChargeAnswer(status, body, card.account_id)
+    if status == 201:
+        body["charge_id"] = row_id
+    return usage.ChargeAnswer(status, body, account_id)
 
 
 def _stored_charge(db: Session, card_id: int, charge) -> usage.ChargeAnswer | None:
@@ -444,35 +516,26 @@ def _stored_charge(db: Session, card_id: int, charge) -> usage.ChargeAnswer | No
             {"idempotency_key": "This key was already used for a different charge."}
         )
     card = db.get(CardCode, card_id)
-    return usage.ChargeAnswer(
-        row.status_code, json.loads(row.response_json), card.account_id, replayed=True
-    )
+    body = json.loads(row.response_json)
+    if row.status_code == 201:
+        body.setdefault("charge_id", row.id)
+    return usage.ChargeAnswer(row.status_code, body, card.account_id, replayed=True)
 
 
 def credit_left_text(card: CardCode) -> str:
     return "Unlimited" if card.unlimited else format_plain(card.credit_minor or 0, card.currency)
 
 
-def _debit_credit(card: CardCode, charge) -> tuple[int, dict]:
-    amount = format_plain(charge.amount_minor, card.currency)
-    if not card.unlimited:
-        left = card.credit_minor or 0
-        if left < charge.amount_minor:
-            return 402, {
-                "error": "insufficient_credit",
-                "message": (
-                    f"Credit Left ({format_money(left, card.currency)}) does not cover this "
-                    f"charge ({format_money(charge.amount_minor, card.currency)})."
-                ),
-                "code": card.code,
-                "amount": amount,
-                "credit_left": credit_left_text(card),
-                "currency": card.currency,
-            }
-        card.credit_minor = left - charge.amount_minor
-    return 201, {
+def _refusal(card: CardCode, charge) -> tuple[int, dict]:
+    left = card.credit_minor or 0
+    return 402, {
+        "error": "insufficient_credit",
+        "message": (
+            f"Credit Left ({format_money(left, card.currency)}) does not cover this "
+            f"charge ({format_money(charge.amount_minor, card.currency)})."
+        ),
         "code": card.code,
-        "amount": amount,
+        "amount": format_plain(charge.amount_minor, card.currency),
         "credit_left": credit_left_text(card),
         "currency": card.currency,
     }

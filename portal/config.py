@@ -31,6 +31,8 @@ def from_environment(instance_path: str) -> dict:
         "SQLALCHEMY_DATABASE_URI": _env(
             "DATABASE_URL", f"sqlite:///{os.path.join(instance_path, 'portal.db')}"
         ),
+        # 1: DATABASE_URL points at PgBouncer (transaction pooling): no prepared statements.
+        "DATABASE_PGBOUNCER": _env("DATABASE_PGBOUNCER", "0") == "1",
         "STRIPE_API_KEY": _env("STRIPE_API_KEY", "sk_test_localstripe"),
         "STRIPE_PUBLISHABLE_KEY": _env("STRIPE_PUBLISHABLE_KEY", "pk_test_localstripe"),
         "STRIPE_API_BASE": stripe_base,

@@ -14,8 +14,13 @@ class Base(DeclarativeBase):
     pass
 
 
-def make_engine(url: str) -> Engine:
-    """Create an engine; SQLite gets WAL and writer serialisation (see _sqlite_begin)."""
+def make_engine(url: str, *, pgbouncer: bool = False) -> Engine:
+    """Create an engine; SQLite gets WAL and writer serialisation (see _sqlite_begin).
+
+    pgbouncer: the URL points at PgBouncer in transaction pooling mode, where consecutive
+    transactions may run on different server connections: psycopg's server-side prepared
+    statements (made after 5 runs of a query) would then be missing, so they are turned off.
+    """
     if url.startswith("sqlite"):
         # Pooled (SQLAlchemy's default for file databases): opening a connection and
         # running the PRAGMAs on every request cost ~25% of a page (bench/).
@@ -23,7 +28,10 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_connect)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    connect_args = {"prepare_threshold": None} if pgbouncer else {}
+    return create_engine(
+        url, pool_pre_ping=True, pool_size=10, max_overflow=20, connect_args=connect_args
+    )
 
 
 def _sqlite_connect(dbapi_conn, _record) -> None:
@@ -46,7 +54,9 @@ def _sqlite_begin(conn) -> None:
 
 
 def init_app(app: Flask) -> None:
-    engine = make_engine(app.config["SQLALCHEMY_DATABASE_URI"])
+    engine = make_engine(
+        app.config["SQLALCHEMY_DATABASE_URI"], pgbouncer=bool(app.config.get("DATABASE_PGBOUNCER"))
+    )
     app.extensions["engine"] = engine
     factory = sessionmaker(bind=engine, expire_on_commit=False)
     event.listen(factory, "after_commit", _after_commit)
@@ -80,6 +90,15 @@ def _run_deferred_checks(exc: BaseException | None) -> None:
 
 def _after_rollback(db_session: Session) -> None:
     db_session.info.pop("funds_changed", None)
+
+
+def dialect_insert(db_session: Session, table):
+    """INSERT with ON CONFLICT support (PostgreSQL's or SQLite's construct, same API)."""
+    if db_session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(table)
 
 
 def get_engine(app: Flask | None = None) -> Engine:

@@ -17,7 +17,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from datetime import datetime, timedelta
 
 from flask import Flask, current_app, g
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -26,6 +26,7 @@ from portal.models import (
     Account,
     AccountStatus,
     CardStatus,
+    FundsCheck,
     JobLease,
     TopupCard,
     utcnow,
@@ -41,10 +42,12 @@ BATCH = 500
 
 
 def sweep_auto_recharge(db: Session, now: datetime) -> int:
-    """Safety net: charge every enabled account at or below its threshold."""
+    """Safety net: the queued after-debit checks a crash left behind (funds_checks), then
+    charge every enabled account at or below its threshold."""
     from portal.autorecharge import sweep
 
-    return sweep(db, now=now)
+    drained = drain_funds_checks(current_app._get_current_object(), db, now=now)
+    return drained + sweep(db, now=now)
 
 
 def revert_credit_limits(db: Session, now: datetime) -> int:
@@ -193,7 +196,7 @@ def run_job(name: str, *, app: Flask | None = None, now: datetime | None = None)
 # --- Checks right after a debit (never slowing the debit's request) ------------------------
 
 _executor: ThreadPoolExecutor | None = None
-_pending: set[tuple[int, int, bool]] = set()
+_pending: set[tuple] = set()
 _pending_lock = threading.Lock()
 _futures: set[Future] = set()
 
@@ -292,6 +295,110 @@ def after_debit_checks(
 
             check_funds_warnings(db, account_id=account_id, now=now)
             db.commit()
+        finally:
+            db.close()
+
+
+# --- The switch's charges: durable checks only when a threshold is reached ---------------------
+
+
+def funds_check_needed(funds, now: datetime | None = None) -> bool:
+    """Would the after-debit checks act on these funds (portal.ledger.FundsSnapshot)?
+
+    The same conditions the checks test first (autorecharge.is_due, the warnings' crossed
+    set vs the fired one), evaluated on what the debit statement returned: no query.
+    """
+    from portal.autorecharge import funds_for_trigger
+
+    threshold = funds.recharge_threshold_minor
+    if threshold is not None and funds_for_trigger(funds, now) <= threshold:
+        return True
+    if not funds.warning_thresholds and not funds.warnings_fired:
+        return False
+    from portal.notifications import crossed_thresholds
+
+    fired = sorted(part for part in funds.warnings_fired.split(",") if part)
+    return crossed_thresholds(funds, now) != fired
+
+
+def queue_funds_check(db: Session, account_id: int, *, recharge: bool = True) -> None:
+    """Queue the account's checks in the caller's transaction (one row per account)."""
+    table = FundsCheck.__table__
+    stmt = portal_db.dialect_insert(db, table).values(
+        account_id=account_id, recharge=recharge, seq=1, queued_at=utcnow()
+    )
+    db.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["account_id"],
+            set_={
+                "seq": table.c.seq + 1,
+                "recharge": table.c.recharge | stmt.excluded.recharge,
+                "queued_at": stmt.excluded.queued_at,
+            },
+        )
+    )
+
+
+def drain_funds_checks(
+    app: Flask,
+    db: Session,
+    account_ids: list[int] | None = None,
+    now: datetime | None = None,
+) -> int:
+    """Run queued checks; a row is deleted only if no debit re-queued it meanwhile."""
+    stmt = select(FundsCheck.account_id, FundsCheck.seq, FundsCheck.recharge)
+    if account_ids is not None:
+        stmt = stmt.where(FundsCheck.account_id.in_(account_ids))
+    rows = db.execute(stmt.order_by(FundsCheck.queued_at).limit(BATCH)).all()
+    db.rollback()
+    done = 0
+    for account_id, seq, recharge in rows:
+        try:
+            after_debit_checks(app, account_id, now, recharge=recharge)
+        except Exception:  # kept queued: the scheduler retries it
+            log.exception("queued funds checks failed for account %s", account_id)
+            continue
+        db.execute(
+            delete(FundsCheck).where(FundsCheck.account_id == account_id, FundsCheck.seq == seq)
+        )
+        db.commit()
+        done += 1
+    return done
+
+
+def after_charge(app: Flask, account_id: int) -> None:
+    """After the commit of a charge that queued its checks: drain that row off the request
+    (thread), at once (inline), or leave it to the scheduler (off)."""
+    mode = app.config.get("AFTER_DEBIT_CHECKS", "thread")
+    if mode == "off":
+        return
+    if mode == "inline":
+        _drain_account(app, account_id)
+        return
+    key = (id(app), account_id, "queued")
+    with _pending_lock:
+        if key in _pending:
+            return  # a drain already waiting will see this row too
+        _pending.add(key)
+    future = _get_executor().submit(_queued_drain, app, account_id, key)
+    _futures.add(future)
+    future.add_done_callback(_futures.discard)
+
+
+def _queued_drain(app: Flask, account_id: int, key) -> None:
+    with _pending_lock:
+        _pending.discard(key)
+    try:
+        _drain_account(app, account_id)
+    except Exception:  # the row stays queued for the scheduler
+        log.exception("queued funds checks failed for account %s", account_id)
+
+
+def _drain_account(app: Flask, account_id: int) -> None:
+    with app.app_context():
+        db = portal_db.new_session()
+        try:
+            drain_funds_checks(app, db, [account_id])
         finally:
             db.close()
 

@@ -10,12 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, bindparam, case, func, insert, or_, select, true, update
 from sqlalchemy.orm import Session
 
 from portal.models import (
     Account,
+    AccountStatus,
+    AutoRechargeSetting,
     BillingModel,
+    CustomerClass,
     EntryKind,
     GrantStatus,
     LedgerEntry,
@@ -158,10 +161,202 @@ def post_entry(
     db.add(entry)
     db.flush()
     if kind != EntryKind.USAGE:
-        # The switch's charges queue their checks themselves (api/routes.py), keeping that
-        # path free of this bookkeeping.
+        # The switch's charges (debit_usage) queue their checks themselves, durably and
+        # only when a threshold is reached (portal.usage, portal.jobs.queue_funds_check).
         note_funds_changed(db, account_id, decreased=amount_minor < 0)
     return Posting(entry, replayed=False)
+
+
+# --- The switch's hot path: a usage debit in one statement ---------------------------------
+
+
+@dataclass(frozen=True)
+class FundsSnapshot:
+    """The account's money fields right after a usage debit (duck-types Account for the
+    funds helpers above; warning_thresholds is the effective list, class default included)."""
+
+    id: int
+    balance_minor: int
+    currency: str
+    billing_model: BillingModel
+    credit_limit_minor: int
+    temp_increase_minor: int | None
+    temp_increase_percent: int | None
+    temp_increase_valid_until: datetime | None
+    warning_thresholds: str
+    warnings_fired: str
+    # The auto-recharge threshold when a recharge could start now (enabled, not backing off).
+    recharge_threshold_minor: int | None
+
+
+@dataclass(frozen=True)
+class UsageDebit:
+    entry_id: int
+    funds: FundsSnapshot
+
+
+_A = Account.__table__
+_E = LedgerEntry.__table__
+_S = AutoRechargeSetting.__table__
+_C = CustomerClass.__table__
+
+
+# The statements are built once, at import (module-level, like any constant): each charge
+# only binds values, and SQLAlchemy keeps their compiled form (building them per call cost
+# more CPU than the queries). Bound parameters: account, amount, now and the entry's e_*
+# values (prefixed: an UPDATE would take a parameter named like an accounts column, such as
+# created_at, as a value to SET).
+_NOW = bindparam("now", type_=_A.c.temp_increase_valid_until.type)
+_AMOUNT = bindparam("amount", type_=_A.c.balance_minor.type)
+_PERMANENT = case((_A.c.credit_limit_minor > 0, _A.c.credit_limit_minor), else_=0)
+# effective_credit_limit() over the accounts row.
+_CREDIT_LIMIT = case(
+    (
+        _A.c.billing_model == BillingModel.POSTPAID,
+        _A.c.credit_limit_minor
+        + case(
+            (
+                and_(
+                    _A.c.temp_increase_valid_until.is_not(None),
+                    _A.c.temp_increase_valid_until > _NOW,
+                ),
+                case(
+                    (
+                        _A.c.temp_increase_percent.is_not(None),
+                        _PERMANENT * _A.c.temp_increase_percent // 100,
+                    ),
+                    else_=func.coalesce(_A.c.temp_increase_minor, 0),
+                ),
+            ),
+            else_=0,
+        ),
+    ),
+    else_=0,
+)
+# The auto-recharge threshold when a recharge could start now (autorecharge.is_due's rule).
+_RECHARGE_THRESHOLD = (
+    select(_S.c.threshold_minor)
+    .where(
+        _S.c.account_id == _A.c.id,
+        _S.c.enabled == true(),
+        _S.c.amount_minor > 0,
+        or_(_S.c.next_attempt_at.is_(None), _S.c.next_attempt_at <= _NOW),
+    )
+    .scalar_subquery()
+)
+_CLASS_THRESHOLDS = (
+    select(_C.c.default_warning_thresholds)
+    .where(_C.c.id == _A.c.customer_class_id)
+    .scalar_subquery()
+)
+# UPDATE accounts (funds-checked, active only) RETURNING what the answer and the after-debit
+# decision need, in FundsSnapshot's order: no other read.
+_DEBIT = (
+    update(_A)
+    .where(
+        _A.c.id == bindparam("account", type_=_A.c.id.type),
+        _A.c.status == AccountStatus.ACTIVE,
+        _A.c.balance_minor + _CREDIT_LIMIT - _AMOUNT >= 0,
+    )
+    .values(balance_minor=_A.c.balance_minor - _AMOUNT)
+    .returning(
+        _A.c.id,
+        _A.c.balance_minor,
+        _A.c.currency,
+        _A.c.billing_model,
+        _A.c.credit_limit_minor,
+        _A.c.temp_increase_minor,
+        _A.c.temp_increase_percent,
+        _A.c.temp_increase_valid_until,
+        func.coalesce(_A.c.warning_thresholds, _CLASS_THRESHOLDS, "").label("thresholds"),
+        _A.c.warnings_fired,
+        _RECHARGE_THRESHOLD.label("recharge_threshold"),
+    )
+)
+_ENTRY_COLUMNS = (
+    "kind",
+    "amount_minor",
+    "description",
+    "reference",
+    "idempotency_key",
+    "created_at",
+)
+_ENTRY_VALUES = [bindparam(f"e_{name}", type_=_E.c[name].type) for name in _ENTRY_COLUMNS]
+# PostgreSQL: UPDATE ... RETURNING feeds INSERT ... SELECT in one statement, which returns
+# the account's columns and then the entry's id.
+_DEBITED = _DEBIT.cte("debit")
+_ENTRY_FROM_DEBIT = (
+    insert(_E)
+    .from_select(
+        ["account_id", "balance_after_minor", "currency", *_ENTRY_COLUMNS],
+        select(_DEBITED.c.id, _DEBITED.c.balance_minor, _DEBITED.c.currency, *_ENTRY_VALUES),
+    )
+    .returning(_E.c.id, _E.c.account_id)
+    .cte("entry")
+)
+# SQLite (writers hold the database lock from BEGIN IMMEDIATE): the same two in turn.
+_ENTRY = (
+    insert(_E)
+    .values(
+        account_id=bindparam("e_account_id", type_=_E.c.account_id.type),
+        balance_after_minor=bindparam("e_balance_after_minor", type_=_E.c.balance_after_minor.type),
+        currency=bindparam("e_currency", type_=_E.c.currency.type),
+        **dict(zip(_ENTRY_COLUMNS, _ENTRY_VALUES, strict=True)),
+    )
+    .returning(_E.c.id)
+)
+_DEBIT_STATEMENTS = {
+    "postgresql": (
+        select(_DEBITED, _ENTRY_FROM_DEBIT.c.id).join_from(
+            _ENTRY_FROM_DEBIT, _DEBITED, _ENTRY_FROM_DEBIT.c.account_id == _DEBITED.c.id
+        ),
+    ),
+    "sqlite": (_DEBIT, _ENTRY),
+}
+
+
+def debit_usage(
+    db: Session,
+    *,
+    account_id: int,
+    amount_minor: int,
+    description: str,
+    idempotency_key: str,
+    at: datetime | None = None,
+) -> UsageDebit | None:
+    """Debit a call charge: one funds-checked UPDATE plus its immutable ledger entry.
+
+    PostgreSQL runs both as one statement (a data-modifying CTE); SQLite, whose writers
+    already hold the database lock (BEGIN IMMEDIATE), runs the same two in turn. None when
+    the account is not active or its available funds do not cover the amount (nothing
+    written); the caller commits. A used idempotency key raises IntegrityError (uniqueness
+    on ledger_entries), never debits twice. Usage needs no note_funds_changed: the caller
+    queues checks only when a threshold is reached (portal.jobs.queue_funds_check).
+    """
+    if not isinstance(amount_minor, int) or isinstance(amount_minor, bool) or amount_minor < 0:
+        raise ValueError("amount_minor must be a non-negative int")
+    now = at or utcnow()
+    params = {
+        "account": account_id,
+        "amount": amount_minor,
+        "now": now,
+        "e_kind": EntryKind.USAGE,
+        "e_amount_minor": -amount_minor,
+        "e_description": description[:300],
+        "e_reference": "",
+        "e_idempotency_key": idempotency_key,
+        "e_created_at": now,
+    }
+    conn = db.connection()
+    debit, *then = _DEBIT_STATEMENTS[conn.dialect.name]
+    row = conn.execute(debit, params).first()
+    if row is None:
+        return None
+    row = tuple(row)
+    for entry in then:  # SQLite: the entry's own INSERT, its id appended like PostgreSQL's
+        params.update(e_account_id=row[0], e_balance_after_minor=row[1], e_currency=row[2])
+        row = (*row, conn.execute(entry, params).scalar_one())
+    return UsageDebit(row[-1], FundsSnapshot(*row[:-1]))
 
 
 def audit_balances(db: Session) -> list[tuple[int, int, int]]:

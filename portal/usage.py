@@ -11,13 +11,15 @@ from dataclasses import dataclass
 import click
 from flask import current_app
 from flask.cli import with_appcontext
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from portal import ledger
+from portal import jobs, ledger
 from portal.domain import NotFound, ValidationFailed
-from portal.models import Account, AccountStatus, ApiCharge, EntryKind, utcnow
+from portal.models import Account, AccountStatus, ApiCharge, utcnow
 from portal.money import MoneyError, format_money, format_plain, parse_amount
 
 MAX_DESCRIPTION = 200
@@ -39,6 +41,8 @@ class ChargeAnswer:
     body: dict
     account_id: int
     replayed: bool = False
+    # A durable funds check was queued with the debit (drain it after the commit).
+    checks_queued: bool = False
 
 
 @dataclass(frozen=True)
@@ -117,41 +121,147 @@ def balance_view(account: Account) -> dict:
 def record_charge(
     db: Session, *, reseller_id: int | None, account_number: str, payload: object
 ) -> ChargeAnswer:
-    """Debit a call charge once per idempotency key and commit; replays get the first answer."""
+    """Debit a call charge once per idempotency key and commit; replays get the first answer.
+
+    Four round trips: the account's id, the debit (one statement on PostgreSQL), the answer
+    stored through INSERT ... ON CONFLICT DO NOTHING, the commit. A replayed key meets the
+    stored answer (or the ledger's own key) and rolls its attempt back.
+    """
     if not isinstance(payload, dict):
         raise ChargeInputError({"body": "Send a JSON object."})
-    account = find_account(db, reseller_id=reseller_id, number=account_number)
-    charge = parse_charge(payload, account.currency)
+    account_id, currency = _account_ref(db, reseller_id, account_number)
+    charge = parse_charge(payload, currency)
     try:
-        answer = _charge_locked(db, account.id, charge)
+        answer = _charge(db, account_id, account_number, charge)
         db.commit()
     except IntegrityError:
-        # Only a concurrent twin of this request gets here; its answer is the first one.
+        # A replay (or its concurrent twin) met the ledger's key: the first answer stands.
         db.rollback()
-        answer = _stored_answer(db, account.id, charge)
+        answer = _stored_answer(db, account_id, charge)
         if answer is None:
             raise
     return answer
 
 
-def _charge_locked(db: Session, account_id: int, charge: ChargeRequest) -> ChargeAnswer:
-    account = ledger.lock_account(db, account_id)  # serialises twins of the same key
-    stored = _stored_answer(db, account_id, charge)
-    if stored is not None:
-        return stored
-    status, body = _debit(db, account, charge)
-    db.add(
-        ApiCharge(
-            account_id=account_id,
-            idempotency_key=charge.idempotency_key,
-            request_fingerprint=charge.fingerprint,
-            status_code=status,
-            response_json=json.dumps(body),
-            created_at=utcnow(),
-        )
+# Built once (the compiled form stays cached); each charge only binds values.
+_ACCOUNT_REF = select(Account.id, Account.currency).where(Account.number == bindparam("number"))
+_ACCOUNT_REF_IN = _ACCOUNT_REF.where(Account.reseller_id == bindparam("reseller"))
+_STORE_ANSWER = {
+    dialect: insert(ApiCharge.__table__)
+    .values(
+        account_id=bindparam("account_id"),
+        idempotency_key=bindparam("key"),
+        request_fingerprint=bindparam("fingerprint"),
+        status_code=bindparam("status"),
+        response_json=bindparam("body"),
+        created_at=bindparam("at", type_=ApiCharge.__table__.c.created_at.type),
     )
-    db.flush()
-    return ChargeAnswer(status, body, account_id)
+    .on_conflict_do_nothing(index_elements=["account_id", "idempotency_key"])
+    .returning(ApiCharge.__table__.c.id)
+    for dialect, insert in (("postgresql", pg_insert), ("sqlite", sqlite_insert))
+}
+
+
+ACCOUNT_REFS_MAX = 100_000
+
+
+def _account_ref(db: Session, reseller_id: int | None, number: str) -> tuple[int, str]:
+    """(id, currency) of the account with this number in the token's scope.
+
+    Remembered per app: an account's number, reseller and currency never change once it
+    exists (nothing updates them, accounts are not deleted), so a hit can never be stale;
+    its status and money are read by the debit itself. Misses are not remembered.
+    """
+    if not number or len(number) > MAX_ACCOUNT_NUMBER:
+        raise NotFound("No such account.")
+    refs = current_app.extensions.setdefault("account_refs", {})
+    key = (reseller_id, number)
+    hit = refs.get(key)
+    if hit is not None:
+        return hit
+    if reseller_id is None:
+        row = db.connection().execute(_ACCOUNT_REF, {"number": number}).first()
+    else:
+        row = (
+            db.connection()
+            .execute(_ACCOUNT_REF_IN, {"number": number, "reseller": reseller_id})
+            .first()
+        )
+    if row is None:
+        raise NotFound("No such account.")
+    if len(refs) >= ACCOUNT_REFS_MAX:
+        refs.clear()
+    refs[key] = (row[0], row[1])
+    return refs[key]
+
+
+def _charge(db: Session, account_id: int, number: str, charge: ChargeRequest) -> ChargeAnswer:
+    debit = ledger.debit_usage(
+        db,
+        account_id=account_id,
+        amount_minor=charge.amount_minor,
+        description=charge.description,
+        idempotency_key=f"api:{charge.idempotency_key}",
+    )
+    if debit is None:
+        account = db.get(Account, account_id, populate_existing=True)
+        status, body = 402, _refusal_body(account, charge)
+    else:
+        status, body = 201, _debited_body(number, debit, charge)
+    conn = db.connection()
+    stored = conn.execute(
+        _STORE_ANSWER[conn.dialect.name],
+        {
+            "account_id": account_id,
+            "key": charge.idempotency_key,
+            "fingerprint": charge.fingerprint,
+            "status": status,
+            "body": json.dumps(body),
+            "at": utcnow(),
+        },
+    ).scalar()
+    if stored is None:
+        # The key was answered before (PostgreSQL waited for that transaction): undo ours.
+        db.rollback()
+        answer = _stored_answer(db, account_id, charge)
+        if answer is None:
+            raise RuntimeError("An API charge key conflicted without a stored answer.")
+        return answer
+    queued = False
+    if debit is not None and _checks_enabled() and jobs.funds_check_needed(debit.funds):
+        jobs.queue_funds_check(db, account_id)  # same transaction: a crash cannot lose it
+        queued = True
+    return ChargeAnswer(status, body, account_id, checks_queued=queued)
+
+
+def _checks_enabled() -> bool:
+    return current_app.config.get("AFTER_DEBIT_CHECKS", "thread") != "off"
+
+
+def _debited_body(number: str, debit: ledger.UsageDebit, charge: ChargeRequest) -> dict:
+    funds = debit.funds
+    currency = funds.currency
+    limit = ledger.effective_credit_limit(funds)
+    return {
+        "account": number,
+        "balance": format_plain(funds.balance_minor, currency),
+        "credit_limit": format_plain(limit, currency),
+        "available_funds": format_plain(funds.balance_minor + limit, currency),
+        "currency": currency,
+        "entry_id": debit.entry_id,
+        "amount": format_plain(charge.amount_minor, currency),
+    }
+
+
+def _refusal_body(account: Account, charge: ChargeRequest) -> dict:
+    if account.status != AccountStatus.ACTIVE:
+        return _refusal(account, charge, "account_inactive", "The account is not active.")
+    available = ledger.available_funds(account)
+    message = (
+        f"Available funds ({format_money(available, account.currency)}) do not cover "
+        f"this charge ({format_money(charge.amount_minor, account.currency)})."
+    )
+    return _refusal(account, charge, "insufficient_funds", message)
 
 
 def _stored_answer(db: Session, account_id: int, charge: ChargeRequest) -> ChargeAnswer | None:
@@ -168,32 +278,6 @@ def _stored_answer(db: Session, account_id: int, charge: ChargeRequest) -> Charg
             {"idempotency_key": "This key was already used for a different charge."}
         )
     return ChargeAnswer(row.status_code, json.loads(row.response_json), account_id, replayed=True)
-
-
-def _debit(db: Session, account: Account, charge: ChargeRequest) -> tuple[int, dict]:
-    currency = account.currency
-    if account.status != AccountStatus.ACTIVE:
-        return 402, _refusal(account, charge, "account_inactive", "The account is not active.")
-    try:
-        posting = ledger.post_entry(
-            db,
-            account_id=account.id,
-            account=account,
-            kind=EntryKind.USAGE,
-            amount_minor=-charge.amount_minor,
-            description=charge.description,
-            idempotency_key=f"api:{charge.idempotency_key}",
-            require_funds=True,
-        )
-    except ledger.InsufficientFunds as exc:
-        message = (
-            f"Available funds ({format_money(exc.available_minor, currency)}) do not cover "
-            f"this charge ({format_money(charge.amount_minor, currency)})."
-        )
-        return 402, _refusal(account, charge, "insufficient_funds", message)
-    body = balance_view(account)
-    body.update(entry_id=posting.entry.id, amount=format_plain(charge.amount_minor, currency))
-    return 201, body
 
 
 def _refusal(account: Account, charge: ChargeRequest, code: str, message: str) -> dict:

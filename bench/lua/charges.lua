@@ -1,10 +1,11 @@
 -- wrk script: POST call charges, rotating over the accounts, one unique idempotency key each.
--- Usage: wrk ... -s bench/lua/charges.lua URL -- <token> <accounts> <prefix> <run-nonce>
+-- Usage: wrk ... -s bench/lua/charges.lua URL -- <token> <accounts> <prefix> <run-nonce> [path]
+-- path: "accounts" (default) or "card-codes" (then accounts counts card codes).
 -- Prints "status <code> <count>" lines in done() for every thread's answers.
 
 local threads = {}
 local counter = 0
-local token, accounts, prefix, nonce
+local token, accounts, prefix, nonce, path
 -- Globals: thread:set() writes thread_id into each thread, done() reads statuses back.
 thread_id = 0
 statuses = {}
@@ -16,6 +17,7 @@ end
 
 function init(args)
   token, accounts, prefix, nonce = args[1], tonumber(args[2]), args[3], args[4]
+  path = args[5] or "accounts"
   -- Each thread starts at a different account so the connections spread over the accounts.
   counter = thread_id * 997
 end
@@ -26,7 +28,7 @@ function request()
   local body = string.format(
     '{"amount": "0.01", "description": "Bench call", "idempotency_key": "%s-%d-%d"}',
     nonce, thread_id, counter)
-  return wrk.format("POST", "/api/v1/accounts/" .. account .. "/charges", {
+  return wrk.format("POST", "/api/v1/" .. path .. "/" .. account .. "/charges", {
     ["Authorization"] = "Bearer " .. token,
     ["Content-Type"] = "application/json",
   }, body)

@@ -54,10 +54,10 @@ def post_charge(account_number: str):
     except usage.ChargeInputError as exc:
         return _error(422, "invalid_request", exc.message, errors=exc.errors)
     _touch_token(session)
-    if answer.status == 201 and not answer.replayed:
-        from portal.jobs import enqueue_after_debit
+    if answer.checks_queued:
+        from portal.jobs import after_charge
 
-        enqueue_after_debit(current_app._get_current_object(), answer.account_id)
+        after_charge(current_app._get_current_object(), answer.account_id)
     return jsonify(answer.body), answer.status
 
 

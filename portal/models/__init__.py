@@ -26,7 +26,14 @@ from portal.models.invoicing import (
     UnallocatedPayment,
 )
 from portal.models.ledger import EntryKind, GrantStatus, LedgerEntry, ReserveGrant, ReserveUse
-from portal.models.notifications import JobLease, MailStatus, Notice, OutboxEmail, RedeemFailure
+from portal.models.notifications import (
+    FundsCheck,
+    JobLease,
+    MailStatus,
+    Notice,
+    OutboxEmail,
+    RedeemFailure,
+)
 from portal.models.payments import (
     PAID_STATUSES,
     AttemptStatus,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from portal.db import Base
@@ -65,6 +65,22 @@ class JobLease(Base):
     name: Mapped[str] = mapped_column(String(60), primary_key=True)
     holder: Mapped[str] = mapped_column(String(120))
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class FundsCheck(Base):
+    """A queued auto-recharge / funds-warning check of an account (durable, at most one row).
+
+    Written in the debit's own transaction when the debit reached a threshold, so a crash
+    after the commit cannot lose it; drained right after the commit and by the scheduler.
+    `seq` grows with every new request, so a drain deletes only what it has checked.
+    """
+
+    __tablename__ = "funds_checks"
+
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
+    recharge: Mapped[bool] = mapped_column(Boolean, default=True)
+    seq: Mapped[int] = mapped_column(Integer, default=1)
+    queued_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class RedeemFailure(Base):
