@@ -11,7 +11,7 @@ from alembic import op
 import portal.models.base
 
 revision = "0007_api"
-down_revision = "0003_payment_outcomes"
+down_revision = "0007_ux"
 branch_labels = None
 depends_on = None
 
