@@ -15,7 +15,7 @@ from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from portal.extensions import client_address
-from portal.models import User, UserSession, utcnow
+from portal.models import Account, User, UserSession, utcnow
 
 TOUCH_EVERY = timedelta(minutes=1)
 KEEP_ENDED = timedelta(days=30)  # ended sessions stay listed in the database this long
@@ -53,6 +53,29 @@ def start(db: Session, user: User) -> str:
 
 def _idle_limit() -> timedelta:
     return current_app.permanent_session_lifetime
+
+
+def find_user_live(db: Session, user_id: int, key: str | None):
+    """(user, live session record, user's account) in one statement, or None.
+
+    The signed-in request's only statement before the view: the user, the server-side
+    session record (revoked, missing or idle signs out) and the customer's account.
+    """
+    if not key or not isinstance(key, str):
+        return None
+    found = db.execute(
+        select(User, UserSession, Account)
+        .join(UserSession, UserSession.user_id == User.id)
+        .outerjoin(Account, Account.id == User.account_id)
+        .where(
+            User.id == user_id,
+            UserSession.key_hash == _hash(key),
+            UserSession.revoked_at.is_(None),
+        )
+    ).first()
+    if found is None or found[1].last_seen_at < utcnow() - _idle_limit():
+        return None
+    return found
 
 
 def find_live(db: Session, user_id: int, key: str | None) -> UserSession | None:
