@@ -88,7 +88,8 @@ def write_results(reports: list[Report], mode: str) -> None:
 class Gunicorn:
     """gunicorn exactly as in production (portal/gunicorn_conf.py) on a loopback port."""
 
-    def __init__(self, database_url: str, extra_env: dict | None = None):
+    def __init__(self, database_url: str, extra_env: dict | None = None, app: str = "app:app"):
+        self.app = app
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {
@@ -105,7 +106,7 @@ class Gunicorn:
     def __enter__(self) -> Gunicorn:
         gunicorn = str(Path(sys.executable).with_name("gunicorn"))
         self.proc = subprocess.Popen(  # noqa: S603
-            [gunicorn, "-c", str(ROOT / "portal" / "gunicorn_conf.py"), "app:app"],
+            [gunicorn, "-c", str(ROOT / "portal" / "gunicorn_conf.py"), self.app],
             cwd=ROOT,
             env=self.env,
             stdout=subprocess.DEVNULL,

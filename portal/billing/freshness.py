@@ -20,7 +20,7 @@ from pathlib import Path
 from flask import Response, current_app, render_template, request, session
 from flask_wtf.csrf import generate_csrf
 from markupsafe import Markup
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from portal.charts import line_chart
@@ -34,9 +34,12 @@ VARY = "Cookie, HX-Request, HX-Target, Accept-Language"
 
 def latest_entry_id(db: Session, account_id: int) -> int:
     """The account's newest ledger entry id (0 without entries): one index lookup."""
-    return (
-        db.scalar(select(func.max(LedgerEntry.id)).where(LedgerEntry.account_id == account_id)) or 0
-    )
+    return db.scalar(_latest_entry_statement(), {"account_id": account_id}) or 0
+
+
+@cache
+def _latest_entry_statement():
+    return select(func.max(LedgerEntry.id)).where(LedgerEntry.account_id == bindparam("account_id"))
 
 
 def locale_key() -> str:
