@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import os
 
-from flask import Flask, abort, render_template_string, request, session
+from flask import Flask, abort, render_template, request, session
+from jinja2 import DictLoader
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
@@ -33,6 +34,7 @@ TEMPLATE = """<!doctype html>
 def create_lean_app(database_url: str, secret_key: str) -> Flask:
     lean = Flask(__name__)
     lean.secret_key = secret_key
+    lean.jinja_loader = DictLoader({"balance.html": TEMPLATE})  # compiled once, like ours
     lean.jinja_env.filters["money"] = format_money
     engine = create_engine(database_url, pool_size=5, max_overflow=10)
 
@@ -58,7 +60,7 @@ def create_lean_app(database_url: str, secret_key: str) -> Flask:
                 .order_by(LedgerEntry.id.desc())
                 .limit(10)
             ).all()
-            return render_template_string(TEMPLATE, user=user, entries=entries)
+            return render_template("balance.html", user=user, entries=entries)
 
     return lean
 
@@ -71,4 +73,9 @@ def _combined():
     return portal_app
 
 
-app = _combined()
+def __getattr__(name: str):
+    # `bench.lean_page:app` for gunicorn; importing the module alone builds nothing.
+    if name == "app":
+        globals()["app"] = _combined()
+        return globals()["app"]
+    raise AttributeError(name)

@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 
@@ -101,11 +102,26 @@ def conditional(response: Response, tag: str | None) -> Response:
     return response
 
 
-# --- the 90-day chart, cached per account per day ------------------------------------------
+# --- rendered parts kept per process: the 90-day chart, the history's pages ----------------
 
-_CHARTS: OrderedDict[tuple, Markup] = OrderedDict()
-_CHARTS_LOCK = threading.Lock()
-CHART_CACHE_SIZE = 2048
+_PARTS: OrderedDict[tuple, Markup] = OrderedDict()
+_PARTS_LOCK = threading.Lock()
+PARTS_CACHE_SIZE = 2048
+
+
+def cached_part(key: tuple, render: Callable[[], str]) -> Markup:
+    """Rendered HTML kept in a bounded LRU under `key`, which must name all it shows."""
+    with _PARTS_LOCK:
+        found = _PARTS.get(key)
+        if found is not None:
+            _PARTS.move_to_end(key)
+            return found
+    html = Markup(render())  # noqa: S704 - Jinja's autoescaped output
+    with _PARTS_LOCK:
+        _PARTS[key] = html
+        while len(_PARTS) > PARTS_CACHE_SIZE:
+            _PARTS.popitem(last=False)
+    return html
 
 
 def chart_html(db: Session, account, latest_id: int) -> Markup:
@@ -115,22 +131,25 @@ def chart_html(db: Session, account, latest_id: int) -> Markup:
     of any date (a billing run may date one in the past) or a new day makes a new key, so
     a cached chart is never stale; old keys fall out of the bounded LRU.
     """
-    key = (account.id, utcnow().date(), latest_id, account.currency, locale_key())
-    with _CHARTS_LOCK:
-        found = _CHARTS.get(key)
-        if found is not None:
-            _CHARTS.move_to_end(key)
-            return found
-    chart = line_chart(balance_series(db, account.id))
-    html = render_template("billing/_chart.html", chart=chart, account=account)
-    html = Markup(html)  # noqa: S704 - Jinja's autoescaped output
-    with _CHARTS_LOCK:
-        _CHARTS[key] = html
-        while len(_CHARTS) > CHART_CACHE_SIZE:
-            _CHARTS.popitem(last=False)
-    return html
+    key = ("chart", account.id, utcnow().date(), latest_id, account.currency, locale_key())
+    return cached_part(
+        key,
+        lambda: render_template(
+            "billing/_chart.html", chart=line_chart(balance_series(db, account.id)), account=account
+        ),
+    )
 
 
-def clear_chart_cache() -> None:
-    with _CHARTS_LOCK:
-        _CHARTS.clear()
+def history_html(account_id: int, latest_id: int, template: str, render: Callable[[], str]):
+    """A rendered page of the history (rows, filters, links), kept per process.
+
+    Entries are immutable and a receipt is committed with its entry, so what a page of the
+    history shows is fixed by the newest entry id and the query string (filters, `before`).
+    """
+    key = ("history", account_id, latest_id, template, request.query_string, locale_key())
+    return cached_part(key, render)
+
+
+def clear_cache() -> None:
+    with _PARTS_LOCK:
+        _PARTS.clear()

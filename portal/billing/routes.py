@@ -103,18 +103,27 @@ def balance():
         return freshness.not_modified(tag)
     form = HistoryFilterForm(request.args)
     filters = _history_filters(form)
-    page = history_page(session, account.id, filters, before_id=_before_id())
-    context = {"form": form, "page": page, **_receipt_links(page)}
+
+    def history(template: str) -> str:
+        page = history_page(session, account.id, filters, before_id=_before_id())
+        context = {"form": form, "page": page, **_receipt_links(page)}
+        return render_template(template, account=account, **context)
+
     if is_htmx():
         fragment = "billing/_history_rows.html" if _before_id() else "billing/_history.html"
-        html, status = render("billing/balance.html", fragment, account=account, **context)
+        html = freshness.history_html(account.id, latest_id, fragment, lambda: history(fragment))
+        status = 200
     else:
+        history_part = "billing/_history.html"
         html, status = render(
             "billing/balance.html",
             "billing/_history.html",
+            form=form,
+            history_html=freshness.history_html(
+                account.id, latest_id, history_part, lambda: history(history_part)
+            ),
             chart_html=freshness.chart_html(session, account, latest_id),
             **summary,
-            **context,
         )
     return freshness.conditional(make_response(html, status), tag)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from portal import api_tokens
-from portal.billing import freshness
+from portal.billing import freshness, routes
 from portal.ledger import post_entry
 from portal.models import EntryKind
 from tests.builders import login, make_account, make_customer, make_reseller, make_user
@@ -34,7 +34,7 @@ def alice(db, client):
     db.commit()
     login(client, user.email)
     client.get("/billing/balance")  # shows (and so ends) any message of the sign-in
-    freshness.clear_chart_cache()
+    freshness.clear_cache()
     return {"user": user, "api": {"Authorization": f"Bearer {token.plaintext}"}}
 
 
@@ -128,6 +128,30 @@ def test_the_chart_is_cached_per_day_and_redrawn_when_the_ledger_changes(
     assert len(calls) == 2
     assert chart(after) != chart(before)
     assert "£2,550.00" in chart(after)  # the y axis reaches the new balance
+
+
+def test_the_history_is_kept_rendered_and_shows_each_new_entry(client, db, alice, monkeypatch):
+    calls = []
+    real = routes.history_page
+    monkeypatch.setattr(routes, "history_page", lambda *a, **k: calls.append(1) or real(*a, **k))
+    client.get("/billing/balance")
+    client.get("/billing/balance", headers=HTMX)
+    usage = client.get("/billing/balance?kind=usage", headers=HTMX)
+    # Drawn once per variant: the page and its HTMX fragment share the rendered history.
+    assert len(calls) == 2 and "No entries yet" in usage.text
+    client.get("/billing/balance")
+    client.get("/billing/balance?kind=usage", headers=HTMX)
+    assert len(calls) == 2
+    api_charge(client, alice["api"], key="new-call")
+    page = client.get("/billing/balance").text
+    usage = client.get("/billing/balance?kind=usage", headers=HTMX).text
+    assert len(calls) == 4
+    assert history(page).count("<tr>") == 2 and "Call" in history(page)
+    assert "Call" in usage and "No entries yet" not in usage
+
+
+def history(html: str) -> str:
+    return html[html.index('id="history-rows"') : html.index("</tbody>")]
 
 
 def chart(html: str) -> str:
