@@ -43,13 +43,18 @@ def _latest_entry_statement():
     return select(func.max(LedgerEntry.id)).where(LedgerEntry.account_id == bindparam("account_id"))
 
 
+def today():
+    """The day the chart ends on (UTC, as portal.history.balance_series)."""
+    return utcnow().date()
+
+
 def locale_key() -> str:
-    """What the answer's language and formats depend on (the profile's or the browser's)."""
+    """What the answer's language and formats depend on: the profile's language (and
+    locale, when profiles get one) and the browser's Accept-Language (portal.i18n)."""
     from flask_login import current_user
 
-    return (
-        f"{getattr(current_user, 'locale', '') or ''}|{request.headers.get('Accept-Language', '')}"
-    )
+    profile = f"{getattr(current_user, 'language', '')}|{getattr(current_user, 'locale', '')}"
+    return f"{profile}|{request.headers.get('Accept-Language', '')}"
 
 
 @cache
@@ -131,7 +136,7 @@ def chart_html(db: Session, account, latest_id: int) -> Markup:
     of any date (a billing run may date one in the past) or a new day makes a new key, so
     a cached chart is never stale; old keys fall out of the bounded LRU.
     """
-    key = ("chart", account.id, utcnow().date(), latest_id, account.currency, locale_key())
+    key = ("chart", account.id, today(), latest_id, account.currency, locale_key())
     return cached_part(
         key,
         lambda: render_template(

@@ -10,7 +10,7 @@ from portal.billing.forms import HistoryFilterForm
 from portal.domain import DomainError, NotFound
 from portal.history import HistoryFilter, history_page
 from portal.ledger import available_funds, effective_credit_limit
-from portal.models import CardRole, EntryKind, PaymentStatus, utcnow
+from portal.models import CardRole, EntryKind, PaymentStatus
 from portal.payments import service
 from portal.payments.forms import TopUpForm, new_request_key
 from portal.payments.gateway import AuthenticationRequired
@@ -97,7 +97,7 @@ def balance():
         current_user.is_operator,
         summary["summary_etag"],
         latest_id,
-        utcnow().date(),
+        freshness.today(),
     )
     if freshness.unchanged(tag):
         return freshness.not_modified(tag)

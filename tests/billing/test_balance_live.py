@@ -98,6 +98,13 @@ def test_a_flash_message_is_never_answered_from_the_cache(client, alice, app):
     assert shown.headers["Cache-Control"] == "no-store" and "ETag" not in shown.headers
 
 
+def test_another_language_never_gets_this_languages_page(client, alice):
+    tag = client.get("/billing/balance").headers["ETag"].strip('"')
+    german = {"Accept-Language": "de-DE,de;q=0.9"}
+    assert conditional_get(client, "/billing/balance", tag, german).status_code == 200
+    assert conditional_get(client, "/billing/balance", tag).status_code == 304
+
+
 def test_htmx_gets_the_history_fragment_with_its_own_etag(client, alice):
     page = client.get("/billing/balance")
     fragment = client.get("/billing/balance", headers=HTMX)
