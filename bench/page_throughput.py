@@ -39,10 +39,14 @@ def _cookie(browser: Browser) -> str:
 
 def run(kind: str, *, quick: bool) -> Report:
     report = Report("Page throughput (gunicorn, wrk, 8 connections)", kind)
-    seconds = 3 if quick else 10
+    seconds = 3 if quick else 8
+    rounds = 2 if quick else 3
     url = database_url(kind, "throughput")
     ensure_customer(url, EMAIL, 10_000)
-    report.figure(f"account with 10,000 ledger entries; {seconds} s per load")
+    report.figure(
+        f"account with 10,000 ledger entries; {seconds} s per load, best of {rounds} "
+        "alternating rounds per endpoint"
+    )
     with Gunicorn(url, app="bench.lean_page:app") as server:
         browser = Browser(server.url)
         browser.sign_in(EMAIL, PASSWORD)
@@ -57,16 +61,24 @@ def run(kind: str, *, quick: bool) -> Report:
         wrk(f"{server.url}/healthz", seconds=1)  # warm-up
         wrk(f"{server.url}/lean/balance", seconds=1, headers=lean_headers)
         wrk(f"{server.url}/billing/balance", seconds=1, headers=headers)
-        base = wrk(f"{server.url}/healthz", seconds=seconds)
-        lean = wrk(f"{server.url}/lean/balance", seconds=seconds, headers=lean_headers)
-        page = wrk(f"{server.url}/billing/balance", seconds=seconds, headers=headers)
-        fragment = wrk(
-            f"{server.url}/billing/balance?kind=usage",
-            seconds=seconds,
-            headers={**headers, **HTMX},
-        )
-        repeat = wrk(f"{server.url}/billing/balance", seconds=seconds, headers=page_304)
-        poll = wrk(f"{server.url}/billing/balance/summary", seconds=seconds, headers=poll_304)
+        # Alternating rounds, each endpoint's best kept: on a shared 2-core machine one load
+        # of a few seconds moves by +-30% with the neighbours, the ratios much less so.
+        loads = {
+            "base": (f"{server.url}/healthz", {}),
+            "lean": (f"{server.url}/lean/balance", lean_headers),
+            "page": (f"{server.url}/billing/balance", headers),
+            "fragment": (f"{server.url}/billing/balance?kind=usage", {**headers, **HTMX}),
+            "repeat": (f"{server.url}/billing/balance", page_304),
+            "poll": (f"{server.url}/billing/balance/summary", poll_304),
+        }
+        best = {}
+        for _ in range(rounds):
+            for name, (target, sent) in loads.items():
+                result = wrk(target, seconds=seconds, headers=sent)
+                if name not in best or result.requests_per_second > best[name].requests_per_second:
+                    best[name] = result
+        base, lean, page = best["base"], best["lean"], best["page"]
+        fragment, repeat, poll = best["fragment"], best["repeat"], best["poll"]
     results = (
         ("/healthz", base),
         ("lean signed-in page", lean),
