@@ -26,11 +26,12 @@ def init_login(app: Flask) -> None:
         found = sessions.find_user_live(db.session(), int(user_id), session.get("sid"))
         if found is None:
             return None
-        user, row, account = found
+        user, row, account, newest_entry_id = found
         if not user.active or user.session_nonce != nonce:
             return None
         if account is not None:
             request.account = account  # portal.billing.context.current_account: no query
+            request.newest_entry_id = newest_entry_id or 0  # portal.billing.freshness
         now = utcnow()
         if request.method in ("GET", "HEAD") and sessions.needs_touch(row, now):
             sessions.touch(db.get_engine(), row.id, now)

@@ -34,7 +34,15 @@ VARY = "Cookie, HX-Request, HX-Target, Accept-Language"
 
 
 def latest_entry_id(db: Session, account_id: int) -> int:
-    """The account's newest ledger entry id (0 without entries): one index lookup."""
+    """The account's newest ledger entry id (0 without entries): one index lookup.
+
+    The signed-in customer's was read with the user (portal.auth.sessions.find_user_live)
+    at the start of this request; a GET changes nothing, so it is still the newest.
+    """
+    account = request.__dict__.get("account")
+    known = request.__dict__.get("newest_entry_id")
+    if request.method == "GET" and known is not None and account and account.id == account_id:
+        return known
     return db.scalar(_latest_entry_statement(), {"account_id": account_id}) or 0
 
 
