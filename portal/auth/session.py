@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from flask import Flask, redirect, request, session, url_for
 from htmx_flask import make_response
-from sqlalchemy import select
 
 from portal import db
 from portal.auth import sessions
@@ -22,15 +21,17 @@ def init_login(app: Flask) -> None:
     @login_manager.user_loader
     def load_user(session_id: str) -> User | None:
         user_id, _, nonce = session_id.partition(":")
-        if not user_id.isdigit():
+        if not user_id.isdigit() or len(user_id) > 18:
             return None
-        user = db.session().scalar(select(User).where(User.id == int(user_id)))
-        if user is None or not user.active or user.session_nonce != nonce:
+        found = sessions.find_user_live(db.session(), int(user_id), session.get("sid"))
+        if found is None:
             return None
-        # The server-side record: revoked ("Sign out everywhere"), missing or idle ends it.
-        row = sessions.find_live(db.session(), user.id, session.get("sid"))
-        if row is None:
+        user, row, account, newest_entry_id = found
+        if not user.active or user.session_nonce != nonce:
             return None
+        if account is not None:
+            request.account = account  # portal.billing.context.current_account: no query
+            request.newest_entry_id = newest_entry_id or 0  # portal.billing.freshness
         now = utcnow()
         if request.method in ("GET", "HEAD") and sessions.needs_touch(row, now):
             sessions.touch(db.get_engine(), row.id, now)

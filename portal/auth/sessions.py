@@ -9,13 +9,14 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import datetime, timedelta
+from functools import cache
 
 from flask import current_app, request
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import bindparam, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from portal.extensions import client_address
-from portal.models import User, UserSession, utcnow
+from portal.models import Account, LedgerEntry, User, UserSession, utcnow
 
 TOUCH_EVERY = timedelta(minutes=1)
 KEEP_ENDED = timedelta(days=30)  # ended sessions stay listed in the database this long
@@ -53,6 +54,45 @@ def start(db: Session, user: User) -> str:
 
 def _idle_limit() -> timedelta:
     return current_app.permanent_session_lifetime
+
+
+def find_user_live(db: Session, user_id: int, key: str | None):
+    """(user, live session record, user's account, its newest entry id) in one statement.
+
+    None when there is no live session.
+
+    The signed-in request's only statement before the view: the user, the server-side
+    session record (revoked, missing or idle signs out) and the customer's account.
+    """
+    if not key or not isinstance(key, str):
+        return None
+    found = db.execute(_user_live_statement(), {"user_id": user_id, "key_hash": _hash(key)}).first()
+    if found is None or found[1].last_seen_at < utcnow() - _idle_limit():
+        return None
+    return found
+
+
+@cache
+def _user_live_statement():
+    # Built once per process (bound parameters): building it cost ~0.3 ms a request.
+    # The account's newest ledger entry id rides along (one index probe in the database, no
+    # extra round trip): the balance page's ETag needs it, so a 304 costs this statement only.
+    newest_entry = (
+        select(func.max(LedgerEntry.id))
+        .where(LedgerEntry.account_id == User.account_id)
+        .correlate(User)
+        .scalar_subquery()
+    )
+    return (
+        select(User, UserSession, Account, newest_entry)
+        .join(UserSession, UserSession.user_id == User.id)
+        .outerjoin(Account, Account.id == User.account_id)
+        .where(
+            User.id == bindparam("user_id"),
+            UserSession.key_hash == bindparam("key_hash"),
+            UserSession.revoked_at.is_(None),
+        )
+    )
 
 
 def find_live(db: Session, user_id: int, key: str | None) -> UserSession | None:

@@ -1,14 +1,14 @@
 """Billing views: the account balance, its history, and adding credit by card."""
 
-from flask import abort, flash, redirect, render_template, request, url_for
+from flask import abort, flash, make_response, redirect, render_template, request, url_for
+from flask_login import current_user
 
 from portal import db, documents, overview
-from portal.billing import bp
+from portal.billing import bp, freshness
 from portal.billing.context import current_account
 from portal.billing.forms import HistoryFilterForm
-from portal.charts import line_chart
 from portal.domain import DomainError, NotFound
-from portal.history import HistoryFilter, balance_series, history_page
+from portal.history import HistoryFilter, history_page
 from portal.ledger import available_funds, effective_credit_limit
 from portal.models import CardRole, EntryKind, PaymentStatus
 from portal.payments import invoice_payments, service
@@ -52,10 +52,22 @@ def _add_credit_context(account, form: TopUpForm | None = None, **extra) -> dict
 
 
 def _summary_context(account) -> dict:
+    credit_limit = effective_credit_limit(account)
+    available = available_funds(account)
     return {
         "account": account,
-        "credit_limit": effective_credit_limit(account),
-        "available": available_funds(account),
+        "credit_limit": credit_limit,
+        "available": available,
+        # The live figures poll with this validator (If-None-Match): 304 while unchanged.
+        "summary_etag": freshness.etag(
+            "summary",
+            account.id,
+            account.balance_minor,
+            credit_limit,
+            available,
+            account.currency,
+            freshness.locale_key(),
+        ),
     }
 
 
@@ -73,24 +85,83 @@ def home():
 
 @bp.get("/balance")
 def balance():
-    """Account balance: figures, chart, and the history (HTMX swaps just the history)."""
+    """Account balance: figures, chart, and the history (HTMX swaps just the history).
+
+    A repeat view of an unchanged page or fragment answers 304 from its ETag: the user,
+    the account row and the newest ledger entry id are all it costs.
+    """
     account = current_account()
+    session = db.session()
+    latest_id = freshness.latest_entry_id(session, account.id)
+    summary = _summary_context(account)
+    tag = freshness.page_etag(
+        "balance",
+        is_htmx(),
+        current_user.id,
+        current_user.email,
+        current_user.is_admin,
+        current_user.is_operator,
+        summary["summary_etag"],
+        latest_id,
+        freshness.today(),
+    )
+    if freshness.unchanged(tag):
+        return freshness.not_modified(tag)
     form = HistoryFilterForm(request.args)
     filters = _history_filters(form)
-    page = history_page(db.session(), account.id, filters, before_id=_before_id())
-    context = {"form": form, "page": page, **_receipt_links(page)}
+
+    def history(template: str) -> str:
+        page = history_page(session, account.id, filters, before_id=_before_id())
+        context = {"form": form, "page": page, **_receipt_links(page)}
+        return render_template(template, account=account, **context)
+
     if is_htmx():
         fragment = "billing/_history_rows.html" if _before_id() else "billing/_history.html"
-        return render("billing/balance.html", fragment, account=account, **context)
-    chart = line_chart(balance_series(db.session(), account.id))
-    return render(
-        "billing/balance.html",
-        "billing/_history.html",
-        chart=chart,
-        **_summary_context(account),
+        html = freshness.history_html(account.id, latest_id, fragment, lambda: history(fragment))
+        status = 200
+    else:
+        history_part = "billing/_history.html"
+        html, status = render(
+            "billing/balance.html",
+            "billing/_history.html",
+            form=form,
+            history_html=freshness.history_html(
+                account.id, latest_id, history_part, lambda: history(history_part)
+            ),
+            chart_html=freshness.chart_html(session, account, latest_id),
+            **summary,
+        )
+    return freshness.conditional(make_response(html, status), tag)
+
+
+@bp.get("/balance/summary")
+def balance_summary():
+    """The live figures: the balance page polls this (HTMX) and gets 304 while unchanged.
+
+    Without HTMX the same URL shows the balance page.
+    """
+    if not is_htmx():
+        return balance()
+    summary = _summary_context(current_account())
+    tag = summary["summary_etag"]
+    if freshness.unchanged(tag):
+        return freshness.not_modified(tag)
+    html = render_template("billing/_balance_summary.html", **summary)
+    return freshness.conditional(make_response(html), tag)
+
+
+@bp.get("/balance/add-credit")
+def add_credit():
+    """The Add-credit panel: the balance page loads it after it shows (HTMX); without
+    HTMX, a page of its own. Never cached: each view holds a new idempotency key."""
+    account = current_account()
+    html, status = render(
+        "billing/add_credit.html",
+        "billing/_add_credit.html",
+        account=account,
         **_add_credit_context(account),
-        **context,
     )
+    return freshness.conditional(make_response(html, status), None)
 
 
 @bp.post("/balance/topup")

@@ -1,6 +1,8 @@
 from decimal import Decimal
 
 import pytest
+from babel import Locale
+from babel.numbers import format_currency, get_currency_precision
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -9,6 +11,7 @@ from portal.money import (
     format_major,
     format_money,
     format_plain,
+    money_formatter,
     parse_amount,
     supported_currencies,
 )
@@ -146,3 +149,56 @@ def test_supported_currencies_are_sorted():
 def test_format_major_uses_the_currency_and_locale():
     assert format_major(Decimal("1234.5"), "EUR", locale="de_DE") == "1.234,50\u00a0€"
     assert format_major(Decimal("1234.5"), "USD") == "US$1,234.50"
+
+
+# --- the one formatter per currency and locale, checked against Babel itself -------------
+
+LOCALES = [
+    "en_GB",
+    "en_US",
+    "de_DE",
+    "es_ES",
+    "fr_FR",
+    "de_CH",
+    "nl_NL",
+    "en_IN",
+    "sv_SE",
+    "ja_JP",
+    "pl_PL",
+    "it_IT",
+    "pt_BR",
+    "da_DK",
+    "nb_NO",
+]
+
+
+@given(
+    st.integers(min_value=-(10**16), max_value=10**16),
+    st.sampled_from(supported_currencies()),
+    st.sampled_from(LOCALES),
+)
+def test_format_money_is_exactly_babels_text(minor, currency, locale):
+    expected = format_currency(
+        Decimal(minor).scaleb(-get_currency_precision(currency)), currency, locale=locale
+    )
+    assert format_money(minor, currency, locale) == expected
+    assert format_money(minor, currency, locale=Locale.parse(locale)) == expected
+
+
+@pytest.mark.parametrize("locale", ["en_GB", "de_DE", "es_ES", "en_IN", "fr_FR"])
+def test_the_main_locales_take_the_integer_path(locale):
+    # Without this the Babel comparison above would pass with the slow fallback everywhere.
+    for currency in supported_currencies():
+        formatter = money_formatter(currency, locale)
+        assert formatter.fast
+        assert formatter._fast(-1234567) == formatter._babel(-1234567)
+    assert money_formatter("GBP", locale) is money_formatter("GBP", locale)  # one per pair
+
+
+def test_a_pattern_the_integer_path_cannot_reproduce_keeps_babel():
+    # de_CH's negative pattern is not grouped by Babel: the formatter notices and defers.
+    formatter = money_formatter("CHF", "de_CH")
+    assert not formatter.fast
+    assert format_money(-123456789, "CHF", "de_CH") == format_currency(
+        Decimal("-1234567.89"), "CHF", locale="de_CH"
+    )

@@ -156,8 +156,9 @@ def test_off_session_needing_authentication_emails_a_link_that_finishes_it(
     mail = db.query(OutboxEmail).filter(OutboxEmail.subject.contains("confirm")).one()
     link = f"/billing/payments/{payment.id}/authenticate"
     assert link in mail.body
-    # The balance page shows it too, with the same link.
-    assert f'href="{link}"' in client.get("/billing/balance").get_data(as_text=True)
+    # The balance page's Add-credit panel shows it too, with the same link.
+    panel = client.get("/billing/balance/add-credit").get_data(as_text=True)
+    assert f'href="{link}"' in panel
     page = client.get(link).get_data(as_text=True)
     assert "Confirm payment with your bank" in page and 'data-client-secret="pi_' in page
     bank_answers(app, localstripe_url, payment.id, success=True)

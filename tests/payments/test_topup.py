@@ -59,7 +59,10 @@ def test_balance_page_offers_active_products_in_the_account_currency(
     app, client, signed_in, products
 ):
     add_test_card(app, signed_in.account_id)
-    html = client.get("/billing/balance").get_data(as_text=True)
+    # The balance page loads its Add-credit panel from here (HTMX); without HTMX, a page.
+    assert 'hx-get="/billing/balance/add-credit"' in client.get("/billing/balance").text
+    html = client.get("/billing/balance/add-credit", headers=HTMX).get_data(as_text=True)
+    assert "<html" not in html
     assert "Add credit" in html and "Add top up" in html
     assert "£10" in html and "£20" in html
     assert "£50" not in html and "$20" not in html
@@ -67,7 +70,8 @@ def test_balance_page_offers_active_products_in_the_account_currency(
 
 
 def test_balance_page_without_card_points_to_the_cards_page(client, signed_in, products):
-    html = client.get("/billing/balance").get_data(as_text=True)
+    html = client.get("/billing/balance/add-credit").get_data(as_text=True)
+    assert "<html" in html  # the panel's own page without HTMX
     assert "add a payment card" in html
     assert "Add top up" not in html
 
