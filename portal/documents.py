@@ -30,7 +30,7 @@ from portal.models import (
     Receipt,
     Reseller,
 )
-from portal.templating import FILTERS
+from portal.templating import FILTERS, GETTEXT
 
 STYLESHEET = ROOT / "static" / "css" / "document.css"
 # WeasyPrint logs every rendering step at INFO: noise in the app's log.
@@ -47,6 +47,10 @@ def environment() -> Environment:
         lstrip_blocks=True,
     )
     env.filters.update(FILTERS)
+    # `_()` and `ngettext()` as in the app's templates: the request's language, else English
+    # (or the language given to portal.i18n.rendering_in).
+    env.add_extension("jinja2.ext.i18n")
+    env.install_gettext_callables(**GETTEXT, newstyle=True)
     return env
 
 

@@ -7,8 +7,21 @@ Accept-Language; otherwise English. Strings are marked with `_()` (templates and
 
 from __future__ import annotations
 
-from flask import Flask, g, request
-from flask_babel import Babel
+from contextlib import contextmanager
+from contextvars import ContextVar
+from datetime import date, datetime
+from pathlib import Path
+
+from babel.dates import format_date
+from babel.numbers import format_decimal
+from babel.support import NullTranslations, Translations
+from flask import Flask, g, has_request_context, request, session
+from flask_babel import (
+    Babel,
+    get_locale,
+    get_translations,
+    ngettext,  # noqa: F401
+)
 from flask_babel import gettext as _  # noqa: F401  (re-exported for views)
 from flask_babel import lazy_gettext as _l  # noqa: F401
 from flask_login import current_user
@@ -17,17 +30,113 @@ DEFAULT_LOCALE = "en"
 # Languages shipped with complete catalogues (a test fails when one misses a string).
 LANGUAGES = {"en": "English", "de": "Deutsch", "es": "Español"}
 
+# Money and numbers: the region whose conventions each language is shown with
+# (English keeps the portal's British formatting: "£1,234.56", "02 Dec 2026").
+FORMAT_LOCALES = {"en": "en_GB", "de": "de_DE", "es": "es_ES"}
+TRANSLATIONS_DIR = Path(__file__).resolve().parent / "translations"
+# Where the session keeps the language chosen with the switcher (people not signed in).
+SESSION_KEY = "language"
+
 babel = Babel()
+# The language of output rendered outside a request (emails, documents in jobs).
+_outside_request: ContextVar[str] = ContextVar("ui_language", default=DEFAULT_LOCALE)
 
 
 def select_locale() -> str:
+    if not has_request_context():  # a job: the language set by `rendering_in`, else English
+        return _outside_request.get()
     preferred = None
     # The error page of a database outage must not load the user.
     if not g.get("database_down") and current_user.is_authenticated:
         preferred = getattr(current_user, "language", None)
     if preferred in LANGUAGES:
         return preferred
+    chosen = session.get(SESSION_KEY)
+    if chosen in LANGUAGES:
+        return chosen
     return request.accept_languages.best_match(list(LANGUAGES), default=DEFAULT_LOCALE)
+
+
+def current_language() -> str:
+    """The UI language now: the request's, else the one set by `rendering_in` (else English)."""
+    if has_request_context():
+        language = str(get_locale() or DEFAULT_LOCALE)
+    else:
+        language = _outside_request.get()
+    return language if language in LANGUAGES else DEFAULT_LOCALE
+
+
+@contextmanager
+def rendering_in(language: str | None):
+    """Render emails/documents outside a request in `language` (unknown -> English)."""
+    token = _outside_request.set(language if language in LANGUAGES else DEFAULT_LOCALE)
+    try:
+        yield
+    finally:
+        _outside_request.reset(token)
+
+
+def format_locale() -> str:
+    return FORMAT_LOCALES[current_language()]
+
+
+def _catalogue(language: str) -> NullTranslations:
+    if language == DEFAULT_LOCALE:
+        return NullTranslations()
+    return _load_catalogue(language)
+
+
+_CATALOGUES: dict[str, NullTranslations] = {}
+
+
+def _load_catalogue(language: str) -> NullTranslations:
+    if language not in _CATALOGUES:
+        _CATALOGUES[language] = Translations.load(str(TRANSLATIONS_DIR), [language])
+    return _CATALOGUES[language]
+
+
+def _translations() -> NullTranslations:
+    if has_request_context():
+        return get_translations()
+    return _catalogue(current_language())
+
+
+# gettext for the app-less Jinja environment (documents, emails): no Flask needed. Jinja's
+# "newstyle" gettext fills in the %(name)s placeholders itself.
+def plain_gettext(message: str) -> str:
+    return _translations().ugettext(message)
+
+
+def plain_ngettext(singular: str, plural: str, num: int) -> str:
+    return _translations().ungettext(singular, plural, num)
+
+
+# --- Locale formatting (the Jinja filters of portal.templating) -----------------------------
+
+
+def format_day(value: date | datetime | None) -> str:
+    if not value:
+        return ""
+    language = current_language()
+    if language == DEFAULT_LOCALE:
+        return value.strftime("%d %b %Y")
+    day = value.date() if isinstance(value, datetime) else value
+    return format_date(day, "medium", locale=FORMAT_LOCALES[language])
+
+
+def format_moment(value: datetime | None) -> str:
+    if not value:
+        return ""
+    if current_language() == DEFAULT_LOCALE:
+        return value.strftime("%d %b %Y %H:%M")
+    # The time as stored (no time-zone conversion), in the 24-hour form both locales use.
+    return f"{format_day(value)} {value.strftime('%H:%M')}"
+
+
+def format_number(value) -> str:
+    if value is None:
+        return ""
+    return format_decimal(value, locale=format_locale())
 
 
 def init_app(app: Flask) -> None:

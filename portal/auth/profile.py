@@ -63,6 +63,27 @@ def update_details(db: Session, user: User, *, name: str, language: str) -> None
     db.commit()
 
 
+def set_language(db: Session, user: User, language: str) -> None:
+    """The language chosen with the switcher on any page: the profile remembers it."""
+    if language not in LANGUAGES:
+        raise ProfileError("Choose one of the languages offered.", field="language")
+    if user.language == language:
+        return
+    before = {"language": user.language}
+    user.language = language
+    audit.record(
+        db,
+        actor_user_id=user.id,
+        reseller_id=user.reseller_id,
+        action="profile.update",
+        object_type="user",
+        object_id=user.id,
+        before=before,
+        after={"language": language},
+    )
+    db.commit()
+
+
 def change_password(
     db: Session, user: User, *, current: str, new: str, keep_session: str | None
 ) -> None:

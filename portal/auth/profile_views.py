@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import flash, redirect, render_template, request, session, url_for
+from flask_babel import force_locale
 from flask_login import current_user, login_required, logout_user
 
 from portal import db
@@ -17,6 +18,7 @@ from portal.auth.forms import (
 from portal.auth.routes import _setup_page, two_factor_limit
 from portal.auth.service import check_password, sign_out_everywhere
 from portal.domain import DomainError
+from portal.i18n import LANGUAGES, SESSION_KEY, _
 
 
 def _me():
@@ -43,6 +45,29 @@ def _page(status: int = 200, **given):
 def _attach(form, exc: DomainError) -> None:
     field = getattr(form, exc.field, None) if exc.field else None
     (field.errors if field is not None else form.form_errors).append(exc.message)
+
+
+def _back_to(target: str | None) -> str:
+    """The page the switcher was used on (a path of this site only), else the start page."""
+    target = (target or "").strip()
+    if target.startswith("/") and not target.startswith(("//", "/\\")):
+        return target
+    return url_for("auth.index")
+
+
+@bp.post("/language")
+def set_language():
+    """The language switcher on every page: the session remembers it; a profile too."""
+    language = request.form.get("language", "")
+    if language not in LANGUAGES:
+        flash(_("Choose one of the languages offered."), "error")
+        return redirect(_back_to(request.form.get("next")), 303)
+    session[SESSION_KEY] = language
+    if current_user.is_authenticated:
+        profile.set_language(db.session(), _me(), language)
+    with force_locale(language):
+        flash(_("Language changed to %(name)s.", name=LANGUAGES[language]), "success")
+    return redirect(_back_to(request.form.get("next")), 303)
 
 
 @bp.route("/profile", methods=["GET", "POST"])
