@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from portal import audit, invoices
 from portal.domain import DomainError, ValidationFailed
+from portal.i18n import _
 from portal.ledger import lock_account
 from portal.models import (
     Account,
@@ -94,7 +95,7 @@ def _filtered(scoped: Select, filters: InvoiceFilters) -> Select:
 
 def _rows(db: Session, stmt: Select) -> list[InvoiceRow]:
     pairs = db.execute(stmt.add_columns(Account)).all()
-    notes = _credit_notes(db, [invoice.id for invoice, _ in pairs])
+    notes = _credit_notes(db, [invoice.id for invoice, _paid in pairs])
     return [
         InvoiceRow(invoice, account, invoices.invoice_number(invoice), notes.get(invoice.id, ""))
         for invoice, account in pairs
@@ -276,7 +277,7 @@ def generate_for(
         # One account's unexpected failure must not stop the batch; it is logged for us.
         db.rollback()
         log.exception("generating the invoices of account %s failed", account.id)
-        return GenerateResult(account, error="Generating failed unexpectedly; it was logged.")
+        return GenerateResult(account, error=_("Generating failed unexpectedly; it was logged."))
     if made:
         _audit(db, actor_user_id, account, "invoices.generate", {"invoices": _numbers(made)})
     return GenerateResult(account, made)
@@ -322,7 +323,10 @@ def send_one(
     if invoice.sent_at is not None and not resend and invoice.status != InvoiceStatus.VOID:
         db.rollback()
         raise ValidationFailed(
-            f"Invoice {invoices.invoice_number(invoice)} was already sent; resend it instead."
+            _(
+                "Invoice %(invoice_number)s was already sent; resend it instead.",
+                invoice_number=invoices.invoice_number(invoice),
+            )
         )
     invoices.send_invoice(db, invoice=invoice, account=account, now=now, resend=resend)
     number = invoices.invoice_number(invoice)
@@ -368,7 +372,7 @@ def send_unsent(
 def void(db: Session, *, invoice: Invoice, reason: str, actor_user_id: int | None) -> CreditNote:
     """Void the invoice with a numbered credit note, audited in the same transaction."""
     if invoice.status == InvoiceStatus.VOID:
-        raise ValidationFailed("This invoice is already void.")
+        raise ValidationFailed(_("This invoice is already void."))
     audit.record(
         db,
         actor_user_id=actor_user_id,

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from portal import ROOT
 from portal.domain import NotFound
+from portal.i18n import _
 from portal.models import (
     Account,
     EntryKind,
@@ -131,7 +132,7 @@ def invoice_document(db: Session, invoice: Invoice) -> Document:
     )
     return Document(
         kind="invoice",
-        title="Invoice",
+        title=_("Invoice"),
         number=invoice_number(invoice),
         status=invoice.status.value,
         currency=invoice.currency,
@@ -170,7 +171,7 @@ def receipt_document(db: Session, receipt: Receipt) -> Document:
     seller, buyer = _parties(db, receipt.reseller_id, receipt.account_id)
     return Document(
         kind="receipt",
-        title="Receipt",
+        title=_("Receipt"),
         number=receipt_number(receipt),
         status="paid",
         currency=receipt.currency,
@@ -211,7 +212,7 @@ def get_receipt(db: Session, *, account_id: int, receipt_id: int) -> Receipt:
         select(Receipt).where(Receipt.id == receipt_id, Receipt.account_id == account_id)
     )
     if receipt is None:
-        raise NotFound("No such receipt.")
+        raise NotFound(_("No such receipt."))
     return receipt
 
 
@@ -231,7 +232,7 @@ def receipts_of_entries(db: Session, entries: list[LedgerEntry]) -> dict[int, Re
     """The receipt of each ledger entry that credited a card payment (entry id -> receipt)."""
     payment_of_entry = {}
     for entry in entries:
-        kind, _, raw_id = entry.idempotency_key.partition(":")
+        kind, _sep, raw_id = entry.idempotency_key.partition(":")
         if kind == "payment" and raw_id.isdigit() and len(raw_id) < 19:
             payment_of_entry[int(raw_id)] = entry.id
     if not payment_of_entry:
@@ -246,7 +247,7 @@ def attachment_refs(*documents: Invoice | Receipt) -> tuple[str, ...]:
 
 
 def _attached(db: Session, ref: str) -> Document | None:
-    kind, _, raw_id = ref.partition(":")
+    kind, _sep, raw_id = ref.partition(":")
     model = {"invoice": Invoice, "receipt": Receipt}.get(kind)
     found = db.get(model, int(raw_id)) if model and raw_id.isdigit() and len(raw_id) < 19 else None
     if found is None:
@@ -264,7 +265,7 @@ def attachment_files(db: Session, refs: str) -> list[tuple[str, bytes]]:
     for ref in _refs(refs):
         document = _attached(db, ref)
         if document is None:
-            raise NotFound(f"The attached document {ref} no longer exists.")
+            raise NotFound(_("The attached document %(ref)s no longer exists.", ref=ref))
         files.append((document.filename, render_pdf(document)))
     return files
 

@@ -26,6 +26,8 @@ from flask_babel import gettext as _  # noqa: F401  (re-exported for views)
 from flask_babel import lazy_gettext as _l  # noqa: F401
 from flask_login import current_user
 
+from portal.money import format_money
+
 DEFAULT_LOCALE = "en"
 # Languages shipped with complete catalogues (a test fails when one misses a string).
 LANGUAGES = {"en": "English", "de": "Deutsch", "es": "Español"}
@@ -38,13 +40,57 @@ TRANSLATIONS_DIR = Path(__file__).resolve().parent / "translations"
 SESSION_KEY = "language"
 
 babel = Babel()
-# The language of output rendered outside a request (emails, documents in jobs).
-_outside_request: ContextVar[str] = ContextVar("ui_language", default=DEFAULT_LOCALE)
+
+
+def N_(message: str) -> str:
+    """Mark a string for the catalogue without translating it here (translated where shown)."""
+    return message
+
+
+# Words that reach templates as data (enum values, labels of documents) and are translated there
+# with `_(value)`: listed so that extraction puts them in the catalogues.
+DATA_WORDS = (
+    # invoice, payment and mail states; billing models; plan change directions
+    N_("open"),
+    N_("overdue"),
+    N_("paid"),
+    N_("void"),
+    N_("draft"),
+    N_("pending"),
+    N_("succeeded"),
+    N_("failed"),
+    N_("requires action"),
+    N_("partially refunded"),
+    N_("refunded"),
+    N_("disputed"),
+    N_("won"),
+    N_("lost"),
+    N_("canceled"),
+    N_("processing"),
+    N_("prepaid"),
+    N_("postpaid"),
+    N_("upgrade"),
+    N_("downgrade"),
+    N_("same price"),
+    # documents
+    N_("Invoice"),
+    N_("Receipt"),
+    N_("Issued"),
+    N_("Due"),
+    N_("Period from"),
+    N_("Period to"),
+    N_("Paid"),
+    # warning mails
+    N_("Credit limit"),
+    N_("Low funds"),
+)
+# The language set for emails (the recipient's, in a request or a job): wins over the request's.
+_forced: ContextVar[str | None] = ContextVar("ui_language", default=None)
 
 
 def select_locale() -> str:
     if not has_request_context():  # a job: the language set by `rendering_in`, else English
-        return _outside_request.get()
+        return _forced.get() or DEFAULT_LOCALE
     preferred = None
     # The error page of a database outage must not load the user.
     if not g.get("database_down") and current_user.is_authenticated:
@@ -58,22 +104,21 @@ def select_locale() -> str:
 
 
 def current_language() -> str:
-    """The UI language now: the request's, else the one set by `rendering_in` (else English)."""
-    if has_request_context():
-        language = str(get_locale() or DEFAULT_LOCALE)
-    else:
-        language = _outside_request.get()
+    """The language now: set by `rendering_in`, else the request's, else English."""
+    language = _forced.get()
+    if language is None:
+        language = str(get_locale() or DEFAULT_LOCALE) if has_request_context() else DEFAULT_LOCALE
     return language if language in LANGUAGES else DEFAULT_LOCALE
 
 
 @contextmanager
 def rendering_in(language: str | None):
-    """Render emails/documents outside a request in `language` (unknown -> English)."""
-    token = _outside_request.set(language if language in LANGUAGES else DEFAULT_LOCALE)
+    """Render emails/documents in `language` (unknown -> English), in a request or not."""
+    token = _forced.set(language if language in LANGUAGES else DEFAULT_LOCALE)
     try:
         yield
     finally:
-        _outside_request.reset(token)
+        _forced.reset(token)
 
 
 def format_locale() -> str:
@@ -96,7 +141,7 @@ def _load_catalogue(language: str) -> NullTranslations:
 
 
 def _translations() -> NullTranslations:
-    if has_request_context():
+    if _forced.get() is None and has_request_context():
         return get_translations()
     return _catalogue(current_language())
 
@@ -131,6 +176,13 @@ def format_moment(value: datetime | None) -> str:
         return value.strftime("%d %b %Y %H:%M")
     # The time as stored (no time-zone conversion), in the 24-hour form both locales use.
     return f"{format_day(value)} {value.strftime('%H:%M')}"
+
+
+def format_amount(minor: int | None, currency: str) -> str:
+    """An amount in the current language's conventions ("£1,234.56", "1.234,56 €")."""
+    if minor is None:
+        return _("Unlimited")
+    return format_money(minor, currency, locale=format_locale())
 
 
 def format_number(value) -> str:

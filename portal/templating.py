@@ -7,17 +7,16 @@ from flask_login import current_user
 
 from portal.i18n import (
     LANGUAGES,
-    _,
     _l,
     current_language,
+    format_amount,
     format_day,
-    format_locale,
     format_moment,
     format_number,
     plain_gettext,
     plain_ngettext,
 )
-from portal.money import format_money, format_plain
+from portal.money import format_plain
 
 CUSTOMER_NAV = [
     ("billing.balance", _l("Account balance")),
@@ -74,16 +73,9 @@ def url_with(endpoint: str, **overrides) -> str:
     return url_for(endpoint, **params)
 
 
-def money(minor: int | None, currency: str) -> str:
-    """An amount in the current UI language's conventions ("£1,234.56", "1.234,56 €")."""
-    if minor is None:
-        return _("Unlimited")
-    return format_money(minor, currency, locale=format_locale())
-
-
 # Shared with the app-less environment that renders documents and emails (portal.documents).
 FILTERS = {
-    "money": money,
+    "money": format_amount,
     "money_plain": format_plain,
     "datetime": format_moment,
     "date": format_day,

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from portal import invoices, ledger
 from portal.domain import DomainError, PermissionDenied
+from portal.i18n import _
 from portal.models import (
     Account,
     CardStatus,
@@ -132,7 +133,7 @@ def redeem_voucher(
 ) -> Redemption:
     """Credit a top-up card's amount to the account and mark the card activated. Commits."""
     if not user.can_redeem_vouchers:
-        raise PermissionDenied("You are not allowed to redeem vouchers.")
+        raise PermissionDenied(_("You are not allowed to redeem vouchers."))
     now = utcnow()
     _refuse_if_locked(db, user_id=user.id, client_ip=client_ip, now=now)
     card = _find_card(db, account, normalise_pin(pin), now)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 TOKEN = re.compile(r"(\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}|<!--.*?-->|<[^>]*>)", re.S)
 ATTR = re.compile(r'\b(aria-label|placeholder|title|alt|hx-confirm|data-confirm)="([^"]*)"')
+URL_PATH = re.compile(r"^/[\w/.-]*$")  # the rest of a link after {{ portal_url }}
 LETTERS = re.compile(r"[A-Za-z]{2,}")
 # Text that is the same in every language (brand, units, codes).
 UNTRANSLATED = {"VoIP Billing", "PDF", "CSV", "API", "ID", "PIN", "SVG", "HTML", "URL", "JSON"}
@@ -57,7 +58,7 @@ def unmarked(source: str) -> list[tuple[int, str]]:
         if depth or skip:
             continue
         stripped = text.strip()
-        if LETTERS.search(stripped) and stripped not in UNTRANSLATED:
+        if LETTERS.search(stripped) and stripped not in UNTRANSLATED and not URL_PATH.match(stripped):
             found.append((line, stripped))
     return found
 

@@ -163,7 +163,7 @@ def billing_customer_generate(customer_id: int):
     now = utcnow()
     try:
         if not form.validate_on_submit():
-            raise DomainError(" ".join(e for errors in form.errors.values() for e in errors))
+            raise DomainError(" ".join(str(e) for errors in form.errors.values() for e in errors))
         billing_admin.check_period_started(form.period.data, now)
     except DomainError as exc:
         return _customer_refused(account, form, exc.message)
@@ -235,7 +235,7 @@ def billing_invoices_csv():
     """Download CSV of the filtered invoice list (every page)."""
     form = _filter_form()
     if form.errors:
-        errors = "; ".join(e for errs in form.errors.values() for e in errs)
+        errors = "; ".join(str(e) for errs in form.errors.values() for e in errs)
         return Response(f"Correct the filters first: {errors}", 400, mimetype="text/plain")
     text = billing_admin.invoices_csv(
         db.session(), scoped=tenant_select(Invoice), filters=form.filters()

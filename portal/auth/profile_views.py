@@ -84,7 +84,7 @@ def profile_page():
                 db.session().rollback()
                 _attach(form, exc)
             else:
-                flash("Profile saved.", "success")
+                flash(_("Profile saved."), "success")
                 return redirect(url_for("auth.profile_page"), 303)
         return _page(422, details_form=form)
     return _page()
@@ -107,7 +107,7 @@ def change_password():
             db.session().rollback()
             _attach(form, exc)
         else:
-            flash("Password changed. Your other sessions were signed out.", "success")
+            flash(_("Password changed. Your other sessions were signed out."), "success")
             return redirect(url_for("auth.profile_page"), 303)
     return _page(422, password_form=form)
 
@@ -126,8 +126,10 @@ def change_email():
             _attach(form, exc)
         else:
             flash(
-                "We sent a confirmation link to the new address. "
-                "Your email changes when you follow it.",
+                _(
+                    "We sent a confirmation link to the new address. "
+                    "Your email changes when you follow it."
+                ),
                 "info",
             )
             return redirect(url_for("auth.profile_page"), 303)
@@ -145,7 +147,7 @@ def confirm_email(token: str):
             db.session().rollback()
             error = exc.message
         else:
-            flash("Your new email address is confirmed.", "success")
+            flash(_("Your new email address is confirmed."), "success")
             return redirect(url_for("auth.index"), 303)
     status = 400 if error else 200
     return render_template("auth/confirm_email.html", token=token, error=error), status
@@ -173,7 +175,7 @@ def two_factor_settings():
 def two_factor_setup():
     me = _me()
     if me.two_factor_enabled:
-        flash("Two-factor sign-in is already on.", "info")
+        flash(_("Two-factor sign-in is already on."), "info")
         return redirect(url_for("auth.two_factor_settings"), 303)
     return _setup_page(me, url_for("auth.two_factor_setup"))
 
@@ -203,7 +205,7 @@ def two_factor_new_codes():
     if refused:
         return refused
     if not me.two_factor_enabled:
-        flash("Turn two-factor sign-in on first.", "info")
+        flash(_("Turn two-factor sign-in on first."), "info")
         return redirect(url_for("auth.two_factor_settings"), 303)
     codes = twofactor.new_recovery_codes(db.session(), me)
     db.session().commit()
@@ -217,14 +219,14 @@ def two_factor_new_codes():
 def two_factor_disable():
     me = _me()
     if twofactor.required_for(me):
-        flash("Two-factor sign-in is required for administrators.", "error")
+        flash(_("Two-factor sign-in is required for administrators."), "error")
         return redirect(url_for("auth.two_factor_settings"), 303)
     refused = _confirmed_by_password("disable")
     if refused:
         return refused
     twofactor.disable(db.session(), me)
     db.session().commit()
-    flash("Two-factor sign-in is off.", "success")
+    flash(_("Two-factor sign-in is off."), "success")
     return redirect(url_for("auth.two_factor_settings"), 303)
 
 
@@ -248,5 +250,5 @@ def sign_out_everywhere_view():
     sign_out_everywhere(db.session(), _me())
     logout_user()
     session.clear()
-    flash("You are signed out on every device, this one included.", "success")
+    flash(_("You are signed out on every device, this one included."), "success")
     return redirect(url_for("auth.login"), 303)

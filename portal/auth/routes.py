@@ -32,6 +32,7 @@ from portal.auth.forms import (
 from portal.auth.service import SignInError, authenticate, record_sign_in
 from portal.domain import DomainError
 from portal.extensions import client_address, limiter
+from portal.i18n import _
 from portal.models import User
 
 PENDING_TTL = 10 * 60  # seconds between the password and the second factor
@@ -172,7 +173,7 @@ def _finish_sign_in(
     if notice:
         flash(notice, "info")
     if response is None:
-        flash(f"Signed in as {user.email}.", "success")
+        flash(_("Signed in as %(email)s.", email=user.email), "success")
         response = redirect(target or home_for(user))
     return _remember_device(response, user)
 
@@ -191,7 +192,7 @@ def _pending_user() -> tuple[User | None, dict]:
 
 def _sign_in_again():
     session.pop("pending_2fa", None)
-    flash("Please sign in again.", "info")
+    flash(_("Please sign in again."), "info")
     return redirect(url_for("auth.login"))
 
 
@@ -290,7 +291,7 @@ def logout():
     session_db.commit()
     logout_user()
     session.clear()
-    flash("You have been signed out.", "success")
+    flash(_("You have been signed out."), "success")
     return redirect(url_for("auth.login"))
 
 
@@ -312,8 +313,10 @@ def forgot():
         profile.request_reset(db.session(), form.email.data)
         # The same answer whether or not the email has an account.
         flash(
-            "If an account has this email, we have sent it a link to choose a new password. "
-            "The link is valid for 30 minutes.",
+            _(
+                "If an account has this email, we have sent it a link to choose a new password. "
+                "The link is valid for 30 minutes."
+            ),
             "info",
         )
         return redirect(url_for("auth.login"), 303)
@@ -338,7 +341,9 @@ def reset(token: str):
             if current_user.is_authenticated:
                 logout_user()
             session.clear()
-            flash("Your password is changed and every session signed out. Sign in now.", "success")
+            flash(
+                _("Your password is changed and every session signed out. Sign in now."), "success"
+            )
             return redirect(url_for("auth.login"), 303)
     status = 422 if request.method == "POST" else 200
     return render_template("auth/reset.html", form=form, hint=NEW_PASSWORD_HINT), status

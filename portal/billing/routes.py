@@ -9,6 +9,7 @@ from portal.billing.forms import HistoryFilterForm
 from portal.charts import line_chart
 from portal.domain import DomainError, NotFound
 from portal.history import HistoryFilter, balance_series, history_page
+from portal.i18n import _
 from portal.ledger import available_funds, effective_credit_limit
 from portal.models import CardRole, EntryKind, PaymentStatus
 from portal.payments import service
@@ -158,7 +159,9 @@ def authenticate_payment_done(payment_id: int):
         return _topup_answer(account, None, message=service.describe_topup(payment))
     if payment.status == PaymentStatus.REQUIRES_ACTION:
         return _topup_answer(
-            account, None, error="Your bank has not confirmed the payment yet. No money was taken."
+            account,
+            None,
+            error=_("Your bank has not confirmed the payment yet. No money was taken."),
         )
     return _topup_answer(
         account, None, error=payment.failure_message or "The payment failed. No money was taken."
@@ -166,7 +169,7 @@ def authenticate_payment_done(payment_id: int):
 
 
 def _errors(form) -> list[str]:
-    return [message for messages in form.errors.values() for message in messages]
+    return [str(message) for messages in form.errors.values() for message in messages]
 
 
 def _topup_answer(account, form: TopUpForm | None, *, error: str = "", message: str = ""):
