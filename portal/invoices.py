@@ -517,7 +517,7 @@ def allocate_payment(
     holds the account lock and commits.
     """
     if not isinstance(amount_minor, int) or amount_minor <= 0:
-        raise ValueError(_("amount_minor must be a positive int"))
+        raise ValueError("amount_minor must be a positive int")
     now = utcnow()
     remaining, allocated = amount_minor, []
     unpaid = _open_invoices(db, account.id)

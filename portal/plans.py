@@ -92,7 +92,7 @@ def billing_period(anchor_day: int, today: date) -> BillingPeriod:
 def divide_half_even(numerator: int, denominator: int) -> int:
     """numerator / denominator rounded to an integer, ties to even (integers only)."""
     if denominator <= 0:
-        raise ValueError(_("denominator must be positive"))
+        raise ValueError("denominator must be positive")
     quotient, remainder = divmod(numerator, denominator)
     twice = 2 * remainder
     if twice > denominator or (twice == denominator and quotient % 2 == 1):

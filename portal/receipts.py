@@ -5,7 +5,6 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from portal.i18n import _
 from portal.models import (
     Account,
     Payment,
@@ -33,7 +32,7 @@ def issue_receipt(db: Session, *, account: Account, payment: Payment) -> Receipt
     receipt are committed together or not at all.
     """
     if payment.status != PaymentStatus.SUCCEEDED or payment.account_id != account.id:
-        raise ValueError(_("only a succeeded payment of this account gets a receipt"))
+        raise ValueError("only a succeeded payment of this account gets a receipt")
     existing = db.scalar(select(Receipt).where(Receipt.payment_id == payment.id))
     if existing is not None:
         return existing

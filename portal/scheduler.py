@@ -15,7 +15,6 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from flask import Flask, current_app
 from flask.cli import with_appcontext
 
-from portal.i18n import _
 from portal.jobs import JOBS, run_job
 
 log = logging.getLogger(__name__)
@@ -26,7 +25,7 @@ _app: Flask | None = None
 def run_scheduled_job(name: str) -> None:
     """What APScheduler calls (module level, so any job store can reference it)."""
     if _app is None:
-        raise RuntimeError(_("the scheduler was not configured with an app"))
+        raise RuntimeError("the scheduler was not configured with an app")
     result = run_job(name, app=_app)
     if result:
         log.info("job %s: %s item(s)", name, result)

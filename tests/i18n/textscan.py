@@ -1,4 +1,5 @@
-"""Text in templates that is not marked for translation (used by tests/i18n and by hand).
+"""Text in templates that is not marked for translation (tests/i18n; by hand:
+`python -m tests.i18n.textscan templates/**/*.html`).
 
 A template is split into Jinja constructs, HTML tags and text; text with letters outside
 `{{ _() }}`/`{% trans %}` is unmarked, as are user-visible attributes (aria-label, placeholder,
@@ -13,7 +14,7 @@ from pathlib import Path
 
 TOKEN = re.compile(r"(\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}|<!--.*?-->|<[^>]*>)", re.S)
 ATTR = re.compile(r'\b(aria-label|placeholder|title|alt|hx-confirm|data-confirm)="([^"]*)"')
-URL_PATH = re.compile(r"^/[\w/.-]*$")  # the rest of a link after {{ portal_url }}
+URL_PATH = re.compile(r"^(/[\w/.-]*|&\w+;)$")  # the rest of a link after {{ portal_url }}
 LETTERS = re.compile(r"[A-Za-z]{2,}")
 # Text that is the same in every language (brand, units, codes).
 UNTRANSLATED = {"VoIP Billing", "PDF", "CSV", "API", "ID", "PIN", "SVG", "HTML", "URL", "JSON"}
