@@ -59,7 +59,11 @@ def unmarked(source: str) -> list[tuple[int, str]]:
         if depth or skip:
             continue
         stripped = text.strip()
-        if LETTERS.search(stripped) and stripped not in UNTRANSLATED and not URL_PATH.match(stripped):
+        if (
+            LETTERS.search(stripped)
+            and stripped not in UNTRANSLATED
+            and not URL_PATH.match(stripped)
+        ):
             found.append((line, stripped))
     return found
 
