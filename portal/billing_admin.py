@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from portal import audit, invoices
 from portal.domain import DomainError, ValidationFailed
-from portal.i18n import _
+from portal.i18n import N_, _
 from portal.ledger import lock_account
 from portal.models import (
     Account,
@@ -61,7 +61,7 @@ class InvoiceRow:
 def status_label(invoice: Invoice) -> str:
     """The status people read: "Draft" until sent (void wins), else the stored status."""
     if invoice.status != InvoiceStatus.VOID and invoice.sent_at is None:
-        return "Draft"
+        return N_("Draft")
     return invoice.status.value.capitalize()
 
 

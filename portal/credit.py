@@ -394,9 +394,9 @@ def set_warning_thresholds(db: Session, *, account: Account, text: str, actor: U
 # --- Subscriber-to-subscriber transfers ------------------------------------------------
 
 TRANSFER_LABELS = {
-    TransferSetting.CLASS: "As defined by the customer class",
-    TransferSetting.YES: "Yes",
-    TransferSetting.NO: "No",
+    TransferSetting.CLASS: N_("As defined by the customer class"),
+    TransferSetting.YES: N_("Yes"),
+    TransferSetting.NO: N_("No"),
 }
 
 

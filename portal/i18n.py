@@ -72,6 +72,9 @@ DATA_WORDS = (
     N_("upgrade"),
     N_("downgrade"),
     N_("same price"),
+    N_("activated"),
+    N_("expired"),
+    N_("new"),
     # documents
     N_("Invoice"),
     N_("Receipt"),
@@ -83,6 +86,46 @@ DATA_WORDS = (
     # warning mails
     N_("Credit limit"),
     N_("Low funds"),
+    # Enum values as shown by the `label` filter ("auto_recharge" -> "Auto recharge")
+    N_("Activated"),
+    N_("Active"),
+    N_("Addon"),
+    N_("Adjustment"),
+    N_("Auto recharge"),
+    N_("Chargeback"),
+    N_("Chargeback reversal"),
+    N_("Closed"),
+    N_("Credit note"),
+    N_("Disputed"),
+    N_("Expired"),
+    N_("Failed"),
+    N_("In flight"),
+    N_("Invoice"),
+    N_("Lost"),
+    N_("Manual"),
+    N_("New"),
+    N_("Open"),
+    N_("Overdue"),
+    N_("Paid"),
+    N_("Partially refunded"),
+    N_("Payment"),
+    N_("Pending"),
+    N_("Plan change"),
+    N_("Plan fee"),
+    N_("Postpaid"),
+    N_("Prepaid"),
+    N_("Refund"),
+    N_("Refunded"),
+    N_("Requires action"),
+    N_("Succeeded"),
+    N_("Suspended"),
+    N_("Topup"),
+    N_("Transfer in"),
+    N_("Transfer out"),
+    N_("Usage"),
+    N_("Void"),
+    N_("Voucher"),
+    N_("Won"),
 )
 # The language set for emails (the recipient's, in a request or a job): wins over the request's.
 _forced: ContextVar[str | None] = ContextVar("ui_language", default=None)
@@ -176,6 +219,11 @@ def format_moment(value: datetime | None) -> str:
         return value.strftime("%d %b %Y %H:%M")
     # The time as stored (no time-zone conversion), in the 24-hour form both locales use.
     return f"{format_day(value)} {value.strftime('%H:%M')}"
+
+
+def label(value: str) -> str:
+    """An enum value for people, translated: "auto_recharge" -> "Auto recharge"."""
+    return _(value.replace("_", " ").capitalize())
 
 
 def format_amount(minor: int | None, currency: str) -> str:

@@ -13,6 +13,7 @@ from portal.i18n import (
     format_day,
     format_moment,
     format_number,
+    label,
     plain_gettext,
     plain_ngettext,
 )
@@ -80,6 +81,7 @@ FILTERS = {
     "datetime": format_moment,
     "date": format_day,
     "number": format_number,
+    "label": label,
 }
 # The same `_`/`ngettext` for that environment: the request's language, else English (or the
 # language set with portal.i18n.rendering_in).

@@ -11,7 +11,7 @@ from portal.forms import choices
 from portal.i18n import _l
 from portal.models import utcnow
 
-STATUS_LABELS = {"draft": "Draft (generated, not sent)"}
+STATUS_LABELS = {"draft": _l("Draft (generated, not sent)")}
 
 
 class InvoiceFilterForm(FlaskForm):
@@ -21,7 +21,8 @@ class InvoiceFilterForm(FlaskForm):
     status = SelectField(
         _l("Status"),
         choices=choices(
-            [("", "Any")] + [(s, STATUS_LABELS.get(s, s.capitalize())) for s in STATUS_FILTERS]
+            [("", _l("Any"))]
+            + [(s, STATUS_LABELS.get(s) or _l(s.capitalize())) for s in STATUS_FILTERS]
         ),
         # No Optional(): it would let whitespace past the choice check.
         default="",

@@ -22,8 +22,8 @@ from portal.i18n import _l
 from portal.models import AccountStatus, BillingModel
 from portal.money import supported_currencies
 
-MODEL_CHOICES = choices([(m.value, m.value.capitalize()) for m in BillingModel])
-STATUS_CHOICES = choices([(s.value, s.value.capitalize()) for s in AccountStatus])
+MODEL_CHOICES = choices([(m.value, _l(m.value.capitalize())) for m in BillingModel])
+STATUS_CHOICES = choices([(s.value, _l(s.value.capitalize())) for s in AccountStatus])
 
 
 class CustomerSearchForm(FlaskForm):
@@ -102,7 +102,7 @@ class ThresholdsForm(FlaskForm):
 class TransfersForm(FlaskForm):
     transfers = RadioField(
         _l("Subscriber-to-Subscriber transfers allowed"),
-        choices=choices([(k.value, v) for k, v in TRANSFER_LABELS.items()]),
+        choices=choices([(k.value, _l(v)) for k, v in TRANSFER_LABELS.items()]),
     )
 
 

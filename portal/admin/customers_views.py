@@ -66,7 +66,7 @@ def _class_choices(reseller_id: int | None = None) -> list:
     if reseller_id is not None:
         stmt = stmt.where(CustomerClass.reseller_id == reseller_id)
     classes = db.session().scalars(stmt)
-    return choices([("", "None")] + [(c.id, _class_label(c)) for c in classes])
+    return choices([("", _("None"))] + [(c.id, _class_label(c)) for c in classes])
 
 
 def _class_label(klass: CustomerClass) -> str:
@@ -80,7 +80,7 @@ def _class_label(klass: CustomerClass) -> str:
 def customers_list():
     """Customer accounts with search (name, number, email); HTMX swaps only the results."""
     form = CustomerSearchForm(request.args)
-    form.reseller.choices = choices([("", "All resellers")] + _reseller_pairs())
+    form.reseller.choices = choices([("", _("All resellers"))] + _reseller_pairs())
     form.validate()
     page = max(1, _int_or_none(request.args.get("page")) or 1)
     rows, more = customers.search_customers(
@@ -287,7 +287,7 @@ def _balance_context(account: Account, **given) -> dict:
         "class_thresholds": (
             account.customer_class.default_warning_thresholds if account.customer_class else ""
         ),
-        "transfers_now": "Yes" if credit.transfers_resolved(account) else "No",
+        "transfers_now": _("Yes") if credit.transfers_resolved(account) else _("No"),
         "unallocated_total": total,
         "unallocated": unallocated,
         "history": credit.credit_history(session, account),

@@ -3,6 +3,7 @@ from sqlalchemy import func
 
 from portal import db
 from portal.admin import bp
+from portal.i18n import N_
 from portal.models import Account, CardCode, TopupCard
 from portal.security import tenant_select
 
@@ -12,8 +13,8 @@ def index():
     """Overview: how many customers, cards and card codes this admin looks after."""
     session = db.session()
     counts = {
-        "Customers": session.scalar(tenant_select(Account, func.count(Account.id))),
-        "Top-up cards": session.scalar(tenant_select(TopupCard, func.count(TopupCard.id))),
-        "Card codes": session.scalar(tenant_select(CardCode, func.count(CardCode.id))),
+        N_("Customers"): session.scalar(tenant_select(Account, func.count(Account.id))),
+        N_("Top-up cards"): session.scalar(tenant_select(TopupCard, func.count(TopupCard.id))),
+        N_("Card codes"): session.scalar(tenant_select(CardCode, func.count(CardCode.id))),
     }
     return render_template("admin/index.html", counts=counts)

@@ -22,7 +22,7 @@ from portal import db, topup_cards
 from portal.admin import bp
 from portal.domain import DomainError
 from portal.forms import DayField, MoneyField, choices
-from portal.i18n import _l
+from portal.i18n import _, _l
 from portal.models import CardStatus, Reseller, TopupCard, TopupCardBatch
 from portal.security import get_scoped_or_404
 from portal.settings import default_currency
@@ -82,7 +82,9 @@ class SearchForm(FlaskForm):
 
     status = SelectField(
         _l("Status"),
-        choices=choices([("", "Any")] + [(s.value, s.value.capitalize()) for s in CardStatus]),
+        choices=choices(
+            [("", _l("Any"))] + [(s.value, _l(s.value.capitalize())) for s in CardStatus]
+        ),
         validators=[Optional()],
     )
     serial = StringField(_l("Serial number"), validators=[Optional(), Length(max=40)])
@@ -122,7 +124,7 @@ def _search_form(formdata) -> tuple[SearchForm, topup_cards.CardFilters | None]:
     form = SearchForm(formdata=formdata)
     form.currency = _currency()
     resellers = _resellers() if current_user.is_operator else []
-    form.reseller.choices = choices([("", "Any")] + [(r.id, r.name) for r in resellers])
+    form.reseller.choices = choices([("", _("Any"))] + [(r.id, r.name) for r in resellers])
     if not form.validate():
         return form, None
     batch = formdata.get("batch", type=int)

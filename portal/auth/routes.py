@@ -32,7 +32,7 @@ from portal.auth.forms import (
 from portal.auth.service import SignInError, authenticate, record_sign_in
 from portal.domain import DomainError
 from portal.extensions import client_address, limiter
-from portal.i18n import _
+from portal.i18n import LANGUAGES, SESSION_KEY, _
 from portal.models import User
 
 PENDING_TTL = 10 * 60  # seconds between the password and the second factor
@@ -291,6 +291,9 @@ def logout():
     session_db.commit()
     logout_user()
     session.clear()
+    # The sign-in page that follows stays in the language this person reads.
+    if user.language in LANGUAGES:
+        session[SESSION_KEY] = user.language
     flash(_("You have been signed out."), "success")
     return redirect(url_for("auth.login"))
 

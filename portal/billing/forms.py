@@ -7,7 +7,8 @@ from portal.i18n import _l
 from portal.models import EntryKind
 
 KIND_CHOICES = choices(
-    [("", "All kinds")] + [(k.value, k.value.replace("_", " ").capitalize()) for k in EntryKind]
+    [("", _l("All kinds"))]
+    + [(k.value, _l(k.value.replace("_", " ").capitalize())) for k in EntryKind]
 )
 
 
