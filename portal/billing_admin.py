@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from portal import audit, invoices
 from portal.domain import DomainError, ValidationFailed
-from portal.i18n import N_, _
+from portal.i18n import N_, _, format_day
 from portal.ledger import lock_account
 from portal.models import (
     Account,
@@ -239,8 +239,11 @@ def check_period_started(period_start: date | None, now: datetime) -> None:
     """Refuse to generate the invoice of a period that has not started."""
     if period_start is not None and period_start > now.date():
         raise ValidationFailed(
-            f"The period starting {period_start:%d %b %Y} has not started yet: its invoice "
-            f"can be generated from that day.",
+            _(
+                "The period starting %(date)s has not started yet: its invoice can be generated"
+                " from that day.",
+                date=format_day(period_start),
+            ),
             field="period",
         )
 
@@ -332,10 +335,19 @@ def send_one(
     number = invoices.invoice_number(invoice)
     after = {"invoice": number, "to": account.email or "", "resend": resend}
     _audit(db, actor_user_id, account, "invoices.send", after, object_id=invoice.id)
-    verb = "resent" if resend else "sent"
     if not account.email:
-        return f"Invoice {number} {verb}: the customer has no email address, only a notice."
-    return f"Invoice {number} {verb} to {account.email}."
+        if resend:
+            return _(
+                "Invoice %(number)s resent: the customer has no email address, only a notice.",
+                number=number,
+            )
+        return _(
+            "Invoice %(number)s sent: the customer has no email address, only a notice.",
+            number=number,
+        )
+    if resend:
+        return _("Invoice %(number)s resent to %(email)s.", number=number, email=account.email)
+    return _("Invoice %(number)s sent to %(email)s.", number=number, email=account.email)
 
 
 @dataclass

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from portal import audit, usage
 from portal.domain import NotFound, ValidationFailed
-from portal.i18n import _
+from portal.i18n import _, format_number
 from portal.models import (
     Account,
     CardCode,
@@ -133,7 +133,10 @@ def generate_card_codes(
 ) -> list[CardCode]:
     """Generate random card codes of one length for a customer account (unique per reseller)."""
     if not isinstance(quantity, int) or not 1 <= quantity <= MAX_GENERATE:
-        raise ValidationFailed(f"Enter a quantity from 1 to {MAX_GENERATE:,}.", field="quantity")
+        raise ValidationFailed(
+            _("Enter a quantity from 1 to %(max)s.", max=format_number(MAX_GENERATE)),
+            field="quantity",
+        )
     if not isinstance(code_length, int) or not MIN_CODE_LENGTH <= code_length <= MAX_CODE_LENGTH:
         raise ValidationFailed(_("The code length is 4 to 20 digits."), field="code_length")
     account = _tenant_account(db, actor, account_id)

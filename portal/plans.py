@@ -218,7 +218,13 @@ class LicenseViolation:
 
     @property
     def message(self) -> str:
-        return f"You use {self.used} {self.label}; {self.plan_name} allows {self.limit}."
+        return _(
+            "You use %(used)s %(label)s; %(plan)s allows %(limit)s.",
+            used=self.used,
+            label=self.label,
+            plan=self.plan_name,
+            limit=self.limit,
+        )
 
 
 def get_subscription(db: Session, account: Account) -> Subscription | None:
@@ -541,7 +547,7 @@ def buy_addon(
 ) -> AddOnPurchase:
     """Buy add-on units: reserve credit first (soonest-expiring), then balance. Commits."""
     if not isinstance(quantity, int) or not 1 <= quantity <= MAX_ADDON_QUANTITY:
-        message = f"Enter a quantity from 1 to {MAX_ADDON_QUANTITY}."
+        message = _("Enter a quantity from 1 to %(max)s.", max=MAX_ADDON_QUANTITY)
         raise ValidationFailed(message, field="quantity")
     try:
         addon = _addon_for(db, account, addon_id)

@@ -46,7 +46,7 @@ from sqlalchemy.orm import Session
 
 from portal import audit
 from portal.domain import NotFound, PermissionDenied, ValidationFailed
-from portal.i18n import _
+from portal.i18n import _, format_number
 from portal.models import (
     Account,
     BatchStatus,
@@ -340,7 +340,10 @@ def _validate_batch(db: Session, *, amount_minor, quantity, series, pin_length, 
     if amount_minor > MAX_AMOUNT_MINOR:
         raise ValidationFailed(_("That amount is too large for a top-up card."), field="amount")
     if not isinstance(quantity, int) or not 1 <= quantity <= MAX_QUANTITY:
-        raise ValidationFailed(f"Enter a quantity from 1 to {MAX_QUANTITY:,}.", field="quantity")
+        raise ValidationFailed(
+            _("Enter a quantity from 1 to %(max)s.", max=format_number(MAX_QUANTITY)),
+            field="quantity",
+        )
     if not SERIES_PATTERN.match(series or ""):
         raise ValidationFailed(_("Use 1 to 20 letters or digits for the series."), field="series")
     if not isinstance(pin_length, int) or pin_length < MIN_PIN_LENGTH:

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from portal import invoices, ledger
 from portal.domain import DomainError, PermissionDenied
-from portal.i18n import _
+from portal.i18n import _, ngettext
 from portal.models import (
     Account,
     CardStatus,
@@ -80,8 +80,14 @@ def _refuse_if_locked(db: Session, *, user_id: int, client_ip: str, now: datetim
     seconds = max(1, math.ceil((until - now).total_seconds()))
     minutes = math.ceil(seconds / 60)
     raise RedeemLocked(
-        f"Too many wrong PINs. Redeeming is locked; try again at {until:%H:%M} UTC"
-        f" (in {minutes} minute{'s' if minutes != 1 else ''}).",
+        ngettext(
+            "Too many wrong PINs. Redeeming is locked; try again at %(time)s UTC"
+            " (in %(num)s minute).",
+            "Too many wrong PINs. Redeeming is locked; try again at %(time)s UTC"
+            " (in %(num)s minutes).",
+            minutes,
+            time=f"{until:%H:%M}",
+        ),
         retry_at=until,
         retry_after=seconds,
     )

@@ -13,7 +13,7 @@ from portal.admin import bp
 from portal.admin.topup_cards_views import OptionalMoneyField, apply_error
 from portal.domain import DomainError
 from portal.forms import DayField, choices
-from portal.i18n import _, _l
+from portal.i18n import _, _l, format_number, ngettext
 from portal.models import Account, CardCode
 from portal.security import get_scoped_or_404, tenant_select
 from portal.settings import default_currency
@@ -128,7 +128,13 @@ def card_codes_generate():
                 unlimited=gen_form.unlimited.data,
             )
             return _list_response(
-                *_forms(formdata=None), message=f"{len(cards):,} card codes generated."
+                *_forms(formdata=None),
+                message=ngettext(
+                    "%(count)s card code generated.",
+                    "%(count)s card codes generated.",
+                    len(cards),
+                    count=format_number(len(cards)),
+                ),
             )
         except DomainError as error:
             apply_error(gen_form, error)
@@ -213,7 +219,7 @@ def card_code_add_credit(card_id: int):
                 order_number=form.order_number.data,
                 actor=_actor(),
             )
-            message = f"Credit for order {recharge.order_number} added."
+            message = _("Credit for order %(order)s added.", order=recharge.order_number)
             form = AddCreditForm(formdata=None)
             form.currency = card.currency
         except DomainError as error:
