@@ -12,7 +12,7 @@ from portal.i18n import ngettext
 from portal.money import format_plain
 from portal.payments import invoice_payments
 from portal.payments.forms import PayInvoiceForm, new_request_key
-from portal.payments.gateway import GatewayUnavailable
+from portal.payments.gateway import AuthenticationRequired, GatewayUnavailable
 from portal.web import render
 
 
@@ -109,6 +109,11 @@ def pay_invoice(invoice_id: int):
         )
     except NotFound:
         abort(404)
+    except AuthenticationRequired as exc:
+        # The bank wants the customer (3-D Secure): Stripe.js confirms it on its own page,
+        # which then comes back to this invoice.
+        target = url_for("billing.authenticate_payment", payment_id=exc.payment_id)
+        return redirect(target, 303)
     except DomainError as exc:
         db.session().rollback()
         if not isinstance(exc, GatewayUnavailable):

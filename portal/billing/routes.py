@@ -12,7 +12,7 @@ from portal.history import HistoryFilter, balance_series, history_page
 from portal.i18n import _
 from portal.ledger import available_funds, effective_credit_limit
 from portal.models import CardRole, EntryKind, PaymentStatus
-from portal.payments import service
+from portal.payments import invoice_payments, service
 from portal.payments.forms import TopUpForm, new_request_key
 from portal.payments.gateway import AuthenticationRequired
 from portal.web import is_htmx, render
@@ -155,6 +155,8 @@ def authenticate_payment_done(payment_id: int):
         abort(404)
     except DomainError as exc:
         return _topup_answer(account, None, error=exc.message)
+    if payment.invoice_id is not None:  # Pay now: back to the invoice with the outcome
+        return _invoice_payment_answer(payment)
     if payment.paid:
         return _topup_answer(account, None, message=service.describe_topup(payment))
     if payment.status == PaymentStatus.REQUIRES_ACTION:
@@ -166,6 +168,19 @@ def authenticate_payment_done(payment_id: int):
     return _topup_answer(
         account, None, error=payment.failure_message or "The payment failed. No money was taken."
     )
+
+
+def _invoice_payment_answer(payment):
+    if payment.paid:
+        flash(invoice_payments.paid_with(payment), "success")
+    elif payment.status == PaymentStatus.REQUIRES_ACTION:
+        flash(_("Your bank has not confirmed the payment yet. No money was taken."), "error")
+    else:
+        flash(payment.failure_message or _("The payment failed. No money was taken."), "error")
+    target = url_for("billing.invoice_detail", invoice_id=payment.invoice_id)
+    if is_htmx():
+        return "", 204, {"HX-Redirect": target}
+    return redirect(target, 303)
 
 
 def _errors(form) -> list[str]:

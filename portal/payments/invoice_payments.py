@@ -11,7 +11,6 @@ from portal.i18n import _, format_amount
 from portal.models import (
     Account,
     BillingModel,
-    CardRole,
     Invoice,
     Payment,
     PaymentPurpose,
@@ -20,9 +19,8 @@ from portal.models import (
 from portal.payments import service
 from portal.payments.gateway import GatewayUnavailable, PaymentDeclined
 
-# Answers after which trying the next card would risk a second charge.
+# Answers this form keeps giving: paid, or not yet answered by the payment service.
 FINAL = (PaymentStatus.SUCCEEDED, PaymentStatus.PENDING)
-CARD_ORDER = (CardRole.PRIMARY, CardRole.SECONDARY)
 
 
 def amount_due(invoice: Invoice) -> int:
@@ -43,9 +41,11 @@ def pay_invoice(
 ) -> Payment:
     """Charge the primary card, then the secondary if it is refused, for an invoice (or part).
 
-    One idempotency key per card attempt, so a resubmitted form charges nothing more. The
-    payment is allocated to this invoice first when it succeeds. Raises a domain error with
-    a clear message unless a card paid (or the payment service has not answered yet).
+    The same rule as top-ups (`service.charge_with_backup`): one idempotency key per card
+    attempt, so a resubmitted form charges nothing more; a card whose bank asks for 3-D
+    Secure raises AuthenticationRequired carrying the payment for the browser to confirm.
+    The payment is allocated to this invoice first when it succeeds. Raises a domain error
+    with a clear message unless a card paid.
     """
     invoice = invoices.get_invoice(db, account_id=account.id, invoice_id=invoice_id)
     earlier = _replayed(db, account, invoice, idempotency_key)
@@ -70,37 +70,32 @@ def pay_invoice(
             ),
             field="amount",
         )
-    cards = [
-        card
-        for role in CARD_ORDER
-        if (card := service.card_with_role(db, account=account, role=role)) is not None
-    ]
-    if not cards:
-        raise ValidationFailed(_("Add a payment card first: Pay now uses your saved cards."))
-    refusals = []
-    for card in cards:
-        payment = service.charge_card(
-            db,
-            account=account,
-            card=card,
-            amount_minor=amount_minor,
-            purpose=PaymentPurpose.INVOICE,
-            idempotency_key=f"{idempotency_key}:{card.role.value}",
-            invoice_id=invoice.id,
+    outcome = service.charge_with_backup(
+        db,
+        account=account,
+        amount_minor=amount_minor,
+        purpose=PaymentPurpose.INVOICE,
+        idempotency_key=idempotency_key,
+        on_session=True,  # a card whose bank asks for 3-D Secure is confirmed in the browser
+        invoice_id=invoice.id,
+    )
+    if outcome.payment.status == PaymentStatus.FAILED:
+        raise PaymentDeclined(
+            (_("No card could pay this invoice.") + " " + " ".join(outcome.failures()))[:300]
         )
-        if payment.status in FINAL:
-            service.raise_unless_succeeded(payment)
-            return payment
-        refusals.append(f"{card.brand.title()} •••• {card.last4}: {payment.failure_message}")
-    raise PaymentDeclined("No card could pay this invoice. " + " ".join(refusals))
+    # Paid; or still unconfirmed (GatewayUnavailable); or the bank wants the customer
+    # (AuthenticationRequired carries the payment for the browser to finish).
+    service.raise_unless_succeeded(outcome.payment)
+    return outcome.payment
 
 
 def _replayed(db: Session, account: Account, invoice: Invoice, key: str) -> Payment | None:
     """The answer already given to this form: a success, or a payment still in flight."""
+    # charge_with_backup keys each card's attempt `<key>:card<id>`.
     attempts = db.scalars(
         select(Payment).where(
             Payment.account_id == account.id,
-            Payment.idempotency_key.in_([f"{key}:{role.value}" for role in CARD_ORDER]),
+            Payment.idempotency_key.startswith(f"{key}:card", autoescape=True),
         )
     ).all()
     for payment in attempts:

@@ -621,6 +621,7 @@ def charge_with_backup(
     purpose: PaymentPurpose,
     idempotency_key: str,
     on_session: bool,
+    invoice_id: int | None = None,
 ) -> CardCharge:
     """Charge the primary card, and the secondary when the primary definitively failed.
 
@@ -648,6 +649,7 @@ def charge_with_backup(
             purpose=purpose,
             idempotency_key=f"{idempotency_key}:card{card.id}",
             role=card.role,
+            invoice_id=invoice_id,
         )
         tried.append(payment)
         if payment.paid or payment.status == PaymentStatus.PENDING:

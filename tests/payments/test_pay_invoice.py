@@ -116,8 +116,13 @@ def test_a_refused_primary_card_falls_back_to_the_secondary(app, client, db, bob
     assert state(db, bob.account_id, invoice_id) == (InvoiceStatus.PAID, 4500, 0, 1)
     statuses = db.scalars(select(Payment.status).order_by(Payment.id)).all()
     assert statuses == [PaymentStatus.FAILED, PaymentStatus.SUCCEEDED]
-    keys = db.scalars(select(Payment.idempotency_key).order_by(Payment.id)).all()
-    assert keys[0].endswith(":primary") and keys[1].endswith(":secondary")
+    # The same rule as top-ups (service.charge_with_backup): one key per card attempt.
+    payments = db.scalars(select(Payment).order_by(Payment.id)).all()
+    assert [p.idempotency_key.rsplit(":", 1)[1] for p in payments] == [
+        f"card{p.card_id}" for p in payments
+    ]
+    assert [p.paid_by_role for p in payments] == ["primary", "secondary"]
+    assert len({p.idempotency_key.rsplit(":", 1)[0] for p in payments}) == 1
 
 
 def test_when_every_card_is_refused_it_says_so_and_nothing_changes(app, client, db, bob):
@@ -261,3 +266,56 @@ def test_a_refund_of_an_invoice_payment_is_billed_on_the_next_invoice(app, clien
     assert lines == [("refund", 4500)]  # the £45 refunded is owed again, once
     db.rollback()
     assert db.get(Account, bob.account_id).balance_minor == -4500 - fees
+
+
+NEEDS_3DS = "4000002500003155"
+
+
+@pytest.mark.stripe
+def test_a_card_asking_for_3d_secure_is_confirmed_in_the_browser_then_pays_the_invoice(
+    app, client, db, bob, localstripe_url
+):
+    from tests.payments.test_three_d_secure import bank_answers
+
+    invoice_id = issue_invoice(app, bob.account_id)
+    add_test_card(app, bob.account_id, NEEDS_3DS)  # primary: its bank wants the customer
+    add_test_card(app, bob.account_id)  # secondary: not tried while the customer can confirm
+    login(client, bob.email)
+    form = pay_form(client, invoice_id)
+    answer = pay(client, invoice_id, form)
+    assert answer.status_code == 303
+    payment = db.scalars(select(Payment)).one()
+    assert payment.status == PaymentStatus.REQUIRES_ACTION and payment.invoice_id == invoice_id
+    assert answer.headers["Location"].endswith(f"/billing/payments/{payment.id}/authenticate")
+    page = client.get(answer.headers["Location"]).text
+    assert "Confirm payment with your bank" in page and "Back to the invoice" in page
+    # Pressing Pay now again (same form) leads to the same confirmation, no second payment.
+    assert pay(client, invoice_id, form).headers["Location"] == answer.headers["Location"]
+    assert state(db, bob.account_id, invoice_id) == (InvoiceStatus.OVERDUE, 0, -4500, 0)
+    bank_answers(app, localstripe_url, payment.id, success=True)
+    done = client.post(f"/billing/payments/{payment.id}/authenticate")
+    assert done.status_code == 303
+    assert done.headers["Location"].endswith(f"/billing/invoices/{invoice_id}")
+    assert "£45.00 paid with Visa •••• 3155" in client.get(done.headers["Location"]).text
+    assert state(db, bob.account_id, invoice_id) == (InvoiceStatus.PAID, 4500, 0, 1)
+    assert db.scalar(select(func.count()).select_from(Payment)) == 1
+    assert audit_balances(db) == []
+
+
+@pytest.mark.stripe
+def test_a_failed_3d_secure_confirmation_leaves_the_invoice_due(
+    app, client, db, bob, localstripe_url
+):
+    from tests.payments.test_three_d_secure import bank_answers
+
+    invoice_id = issue_invoice(app, bob.account_id)
+    add_test_card(app, bob.account_id, NEEDS_3DS)
+    login(client, bob.email)
+    pay(client, invoice_id, pay_form(client, invoice_id))
+    payment = db.scalars(select(Payment)).one()
+    bank_answers(app, localstripe_url, payment.id, success=False)
+    done = client.post(f"/billing/payments/{payment.id}/authenticate")
+    assert done.headers["Location"].endswith(f"/billing/invoices/{invoice_id}")
+    page = client.get(done.headers["Location"]).text
+    assert "No money was taken" in page and "Pay now" in page
+    assert state(db, bob.account_id, invoice_id) == (InvoiceStatus.OVERDUE, 0, -4500, 0)
