@@ -26,7 +26,7 @@ KEYWORDS = {
     "_l": None,
     "N_": None,
 }
-PLACEHOLDER = re.compile(r"%\((\w+)\)s")
+PLACEHOLDER = re.compile(r"%\((\w+)\)[-#0 +]*\d*(?:\.\d+)?[diouxXeEfFgGcrsa]")
 
 
 def source_messages() -> dict:
@@ -96,7 +96,7 @@ def test_translations_keep_the_placeholders_and_format(language):
                 problems.append(f"{ids[0]!r}: {sorted(names)} vs {sorted(wanted)}")
             if formatted:
                 try:
-                    text % {name: "x" for name in wanted | names}
+                    text % {name: 1 for name in wanted | names}
                 except (ValueError, TypeError, KeyError) as exc:
                     problems.append(f"{ids[0]!r}: {text!r} does not format ({exc})")
             elif "%(" in text:
