@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from portal import ROOT
 from portal.domain import NotFound
-from portal.i18n import _
+from portal.i18n import _, current_language
 from portal.models import (
     Account,
     EntryKind,
@@ -191,7 +191,8 @@ def receipt_document(db: Session, receipt: Receipt) -> Document:
 
 def render_html(document: Document) -> str:
     """The document as a standalone HTML page (what WeasyPrint prints)."""
-    return environment().get_template("documents/pdf.html").render(document=document)
+    page = environment().get_template("documents/pdf.html")
+    return page.render(document=document, document_language=current_language())
 
 
 def render_pdf(document: Document) -> bytes:
