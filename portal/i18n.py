@@ -7,6 +7,7 @@ Accept-Language; otherwise English. Strings are marked with `_()` (templates and
 
 from __future__ import annotations
 
+import re
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import date, datetime
@@ -219,6 +220,34 @@ def format_moment(value: datetime | None) -> str:
         return value.strftime("%d %b %Y %H:%M")
     # The time as stored (no time-zone conversion), in the 24-hour form both locales use.
     return f"{format_day(value)} {value.strftime('%H:%M')}"
+
+
+# portal.money's refusals are English (it has no gettext); shown through money_error().
+MONEY_ERRORS = (
+    N_("Enter an amount."),
+    N_("Enter a plain number such as 12.50."),
+    N_("Enter a positive amount."),
+    N_("Enter an amount greater than zero."),
+)
+_MONEY_PATTERNS = (
+    (re.compile(r"^(\w{3}) amounts have no decimals\.$"), ("currency",)),
+    (re.compile(r"^Use at most (\d+) decimals for (\w{3})\.$"), ("digits", "currency")),
+    (re.compile(r"^Enter an amount up to (.+)\.$"), ("amount",)),
+)
+
+
+def money_error(message: str) -> str:
+    """A MoneyError message in the reader's language."""
+    for pattern, names in _MONEY_PATTERNS:
+        match = pattern.match(message)
+        if match:
+            values = dict(zip(names, match.groups(), strict=True))
+            if "digits" in values:
+                return _("Use at most %(digits)s decimals for %(currency)s.", **values)
+            if "amount" in values:
+                return _("Enter an amount up to %(amount)s.", **values)
+            return _("%(currency)s amounts have no decimals.", **values)
+    return _(message)
 
 
 def label(value: str) -> str:

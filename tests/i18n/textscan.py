@@ -12,7 +12,11 @@ import re
 import sys
 from pathlib import Path
 
-TOKEN = re.compile(r"(\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}|<!--.*?-->|<[^>]*>)", re.S)
+# A tag may hold Jinja with ">" in it (class="{{ 'a' if x >= 1 }}").
+TOKEN = re.compile(
+    r"(\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}|<!--.*?-->|<(?:[^>{]|\{\{.*?\}\}|\{%.*?%\}|\{(?![{%]))*>)",
+    re.S,
+)
 ATTR = re.compile(r'\b(aria-label|placeholder|title|alt|hx-confirm|data-confirm)="([^"]*)"')
 URL_PATH = re.compile(r"^(/[\w/.-]*|&\w+;)$")  # the rest of a link after {{ portal_url }}
 LETTERS = re.compile(r"[A-Za-z]{2,}")
