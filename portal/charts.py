@@ -56,3 +56,45 @@ def line_chart(series: list[tuple[date, int]], width: int = 640, height: int = 1
         x_labels.append((last_x, series[-1][0].strftime("%d %b"), "end"))
     y_labels = [(round(y(v), 1), v) for v in sorted({high, low, (high + low) // 2})]
     return LineChart(width, height, points, area, y_labels, x_labels, zero)
+
+
+@dataclass(frozen=True)
+class BarChart:
+    width: int
+    height: int
+    bars: list[tuple[float, float, float, float, str, int]]  # x, y, width, height, day, value
+    y_labels: list[tuple[float, int]]  # (y position, value)
+    x_labels: list[tuple[float, str, str]]  # (x position, text, text-anchor)
+    base_y: float
+
+
+def bar_chart(series: list[tuple[date, int]], width: int = 640, height: int = 160) -> BarChart:
+    """One bar per day (counts, never negative), labelled like the line chart."""
+    pad_left, pad_bottom, pad_top = 40, 20, 10
+    plot_w, plot_h = width - pad_left - 5, height - pad_bottom - pad_top
+    high = max([value for _, value in series] + [1])
+    slot = plot_w / max(len(series), 1)
+    bar_w = round(max(slot * 0.7, 1), 1)
+    base = pad_top + plot_h
+
+    def x(i: int) -> float:
+        return pad_left + slot * i + (slot - bar_w) / 2
+
+    bars = []
+    for i, (day, value) in enumerate(series):
+        h = round(plot_h * max(value, 0) / high, 1)
+        bars.append((round(x(i), 1), round(base - h, 1), bar_w, h, day.strftime("%d %b"), value))
+    x_labels: list[tuple[float, str, str]] = []
+    if series:
+        step = max(len(series) // 4, 1)
+        last_x = round(x(len(series) - 1) + bar_w, 1)
+        for i in range(0, len(series), step):
+            centre = round(x(i) + bar_w / 2, 1)
+            anchor = "start" if i == 0 else "middle"
+            if i != len(series) - 1 and centre <= last_x - LABEL_GAP:
+                x_labels.append(
+                    (centre if i else round(x(i), 1), series[i][0].strftime("%d %b"), anchor)
+                )
+        x_labels.append((last_x, series[-1][0].strftime("%d %b"), "end"))
+    y_labels = [(round(base - plot_h * v / high, 1), v) for v in sorted({0, high})]
+    return BarChart(width, height, bars, y_labels, x_labels, base)

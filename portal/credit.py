@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from portal import audit, emails, invoices, ledger
 from portal.domain import DomainError, ValidationFailed
-from portal.i18n import N_, _
+from portal.i18n import N_, _, money_error
 from portal.models import (
     Account,
     BillingModel,
@@ -181,7 +181,7 @@ def parse_increase(text: str, currency: str) -> tuple[int | None, int | None]:
     try:
         return parse_amount(raw, currency), None
     except MoneyError as exc:
-        raise CreditError(str(exc), field="increase") from exc
+        raise CreditError(money_error(str(exc)), field="increase") from exc
 
 
 def set_temporary_increase(
@@ -359,7 +359,9 @@ def _parse_threshold(raw: str, model: BillingModel, currency: str) -> Threshold:
     except MoneyError as exc:
         if str(exc).startswith("Enter a plain number"):
             raise ValueError(_("'%(raw)s' is not an amount", raw=raw)) from exc
-        raise ValueError(_("'%(raw)s': %(error)s", raw=raw, error=str(exc).rstrip("."))) from exc
+        raise ValueError(
+            _("'%(raw)s': %(error)s", raw=raw, error=money_error(str(exc)).rstrip("."))
+        ) from exc
 
 
 def threshold_minor(threshold: Threshold, account: Account) -> int:

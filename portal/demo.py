@@ -19,10 +19,15 @@ from portal.models import (
     CardCodeRecharge,
     CustomerClass,
     EntryKind,
+    LedgerEntry,
     LicenseUsage,
+    Payment,
+    PaymentPurpose,
+    PaymentStatus,
     Plan,
     PlanLicense,
     Reseller,
+    ReserveGrant,
     Role,
     Subscription,
     TopupCard,
@@ -110,6 +115,10 @@ def seed_demo(db: Session) -> None:
     _vouchers(db, beta, "BETA", 1000, 4)
     _card_codes(db, acme, alice)
     db.commit()
+    _reserve_credit(db, alice)
+    _redemptions(db, acme, alice)
+    _disputed_payment(db, dan)
+    _near_credit_limit(db, acme)
 
 
 def _reseller(db: Session, name: str) -> Reseller:
@@ -401,3 +410,111 @@ def _card_codes(db: Session, reseller: Reseller, account: Account) -> None:
         )
     )
     db.flush()
+
+
+def _reserve_credit(db: Session, account: Account) -> None:
+    """Alice holds reserve credit for in-app purchases: one grant partly used, one untouched."""
+    if ledger.usable_reserve(db, account.id) or db.scalar(
+        select(ReserveGrant.id).where(ReserveGrant.account_id == account.id).limit(1)
+    ):
+        return
+    locked = ledger.lock_account(db, account.id)
+    now = utcnow()
+    ledger.grant_reserve(
+        db,
+        account=locked,
+        amount_minor=1200,
+        source="Credit from an earlier plan change",
+        expires_at=now + timedelta(days=20),
+        idempotency_key="demo-reserve-1",
+        at=now - timedelta(days=10),
+    )
+    ledger.grant_reserve(
+        db,
+        account=locked,
+        amount_minor=500,
+        source="Welcome credit for add-ons",
+        expires_at=now + timedelta(days=60),
+        idempotency_key="demo-reserve-2",
+        at=now - timedelta(days=2),
+    )
+    db.flush()
+    ledger.consume_reserve(db, account=locked, amount_minor=500, purpose="5 extra extensions")
+    db.commit()
+
+
+def _redemptions(db: Session, reseller: Reseller, account: Account) -> None:
+    """Two top-up cards already redeemed (not the PINs the README lists for trying)."""
+    from portal.vouchers import redeem_voucher
+
+    redeemed = db.scalar(
+        select(LedgerEntry.id)
+        .where(LedgerEntry.account_id == account.id, LedgerEntry.kind == EntryKind.VOUCHER)
+        .limit(1)
+    )
+    if redeemed is not None:
+        return
+    user = db.scalar(select(User).where(User.account_id == account.id))
+    for i in (0, 1):
+        redeem_voucher(
+            db, user=user, account=account, pin=f"77{reseller.id}{i:07d}", client_ip="127.0.0.1"
+        )
+
+
+def _disputed_payment(db: Session, account: Account) -> None:
+    """A card top-up the cardholder disputed: admin Payments shows it, with its chargeback."""
+    from portal.payments import outcomes, service
+
+    key = "demo-disputed-payment"
+    if db.scalar(select(Payment.id).where(Payment.idempotency_key == key)) is not None:
+        return
+    payment = Payment(
+        account_id=account.id,
+        purpose=PaymentPurpose.TOPUP,
+        amount_minor=1500,
+        currency=account.currency,
+        status=PaymentStatus.PENDING,
+        stripe_payment_intent_id="pi_demo_disputed",
+        stripe_charge_id="ch_demo_disputed",
+        idempotency_key=key,
+        order_number="DEMO-DISPUTE-1",
+    )
+    db.add(payment)
+    db.commit()
+    service.settle_payment_succeeded(db, payment=payment)
+    outcomes.record_dispute(
+        db,
+        outcomes.DisputeFact(
+            dispute_id="dp_demo_disputed",
+            charge_id="ch_demo_disputed",
+            payment_intent_id="pi_demo_disputed",
+            amount_minor=1500,
+            status="needs_response",
+            reason="fraudulent",
+            withdrawn=True,
+        ),
+    )
+
+
+def _near_credit_limit(db: Session, reseller: Reseller) -> None:
+    """A postpaid customer who has used 90% of the credit limit (the admin overview lists it)."""
+    erin = _account(
+        db,
+        reseller,
+        "100004",
+        "Erin's Events",
+        "erin@example.com",
+        BillingModel.POSTPAID,
+        credit_limit_minor=10000,
+    )
+    if ledger.find_entry(db, erin.id, "demo-erin-calls") is None:
+        ledger.post_entry(
+            db,
+            account_id=erin.id,
+            kind=EntryKind.USAGE,
+            amount_minor=-9000,
+            description="Conference calls this month",
+            idempotency_key="demo-erin-calls",
+            at=utcnow() - timedelta(days=3),
+        )
+        db.commit()

@@ -7,6 +7,7 @@ Accept-Language; otherwise English. Strings are marked with `_()` (templates and
 
 from __future__ import annotations
 
+import re
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import date, datetime
@@ -87,6 +88,17 @@ DATA_WORDS = (
     N_("Credit limit"),
     N_("Low funds"),
     # Enum values as shown by the `label` filter ("auto_recharge" -> "Auto recharge")
+    N_("Account"),
+    N_("Api token"),
+    N_("Card code"),
+    N_("Email"),
+    N_("Topup card"),
+    N_("Topup card batch"),
+    N_("Topup cards"),
+    N_("User"),
+    N_("Used"),
+    N_("Requested"),
+    N_("Canceled"),
     N_("Activated"),
     N_("Active"),
     N_("Addon"),
@@ -219,6 +231,34 @@ def format_moment(value: datetime | None) -> str:
         return value.strftime("%d %b %Y %H:%M")
     # The time as stored (no time-zone conversion), in the 24-hour form both locales use.
     return f"{format_day(value)} {value.strftime('%H:%M')}"
+
+
+# portal.money's refusals are English (it has no gettext); shown through money_error().
+MONEY_ERRORS = (
+    N_("Enter an amount."),
+    N_("Enter a plain number such as 12.50."),
+    N_("Enter a positive amount."),
+    N_("Enter an amount greater than zero."),
+)
+_MONEY_PATTERNS = (
+    (re.compile(r"^(\w{3}) amounts have no decimals\.$"), ("currency",)),
+    (re.compile(r"^Use at most (\d+) decimals for (\w{3})\.$"), ("digits", "currency")),
+    (re.compile(r"^Enter an amount up to (.+)\.$"), ("amount",)),
+)
+
+
+def money_error(message: str) -> str:
+    """A MoneyError message in the reader's language."""
+    for pattern, names in _MONEY_PATTERNS:
+        match = pattern.match(message)
+        if match:
+            values = dict(zip(names, match.groups(), strict=True))
+            if "digits" in values:
+                return _("Use at most %(digits)s decimals for %(currency)s.", **values)
+            if "amount" in values:
+                return _("Enter an amount up to %(amount)s.", **values)
+            return _("%(currency)s amounts have no decimals.", **values)
+    return _(message)
 
 
 def label(value: str) -> str:

@@ -20,6 +20,7 @@ from portal.i18n import (
 from portal.money import format_plain
 
 CUSTOMER_NAV = [
+    ("billing.home", _l("Home")),
     ("billing.balance", _l("Account balance")),
     ("billing.plan", _l("Change plan")),
     ("billing.license", _l("Plan license")),

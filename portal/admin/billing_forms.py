@@ -48,7 +48,7 @@ class GenerateForm(FlaskForm):
     """Generate the Invoice of the period the admin reviewed (sent as a hidden field)."""
 
     period = DateField(
-        _l("Period start"), validators=[InputRequired("Review the billing details first.")]
+        _l("Period start"), validators=[InputRequired(_l("Review the billing details first."))]
     )
 
     def validate_period(self, field) -> None:
@@ -60,7 +60,7 @@ class VoidForm(FlaskForm):
     reason = TextAreaField(
         _l("Reason for the credit note"),
         validators=[
-            InputRequired("Give a reason for the credit note."),
+            InputRequired(_l("Give a reason for the credit note.")),
             Length(max=300, message=_l("Keep the reason under 300 characters.")),
         ],
     )

@@ -30,7 +30,7 @@ def _account_choices():
 
 
 class AddCardCodeForm(FlaskForm):
-    code = StringField(_l("Card code"), validators=[InputRequired("Enter the card code.")])
+    code = StringField(_l("Card code"), validators=[InputRequired(_l("Enter the card code."))])
     account_id = SelectField(_l("Customer account"))
     extension = StringField(_l("Extension"), validators=[Optional(), Length(max=40)])
     initial_credit = OptionalMoneyField(_l("Initial credit"), allow_zero=True)
@@ -41,7 +41,7 @@ class GenerateCardCodesForm(FlaskForm):
     quantity = IntegerField(
         _l("Quantity"),
         validators=[
-            InputRequired("Enter the quantity."),
+            InputRequired(_l("Enter the quantity.")),
             NumberRange(1, card_codes.MAX_GENERATE, "Enter a quantity from 1 to 10,000."),
         ],
     )
@@ -49,7 +49,7 @@ class GenerateCardCodesForm(FlaskForm):
         _l("Code length"),
         default=8,
         validators=[
-            InputRequired("Enter the code length."),
+            InputRequired(_l("Enter the code length.")),
             NumberRange(4, 20, "The code length is 4 to 20 digits."),
         ],
     )
@@ -159,7 +159,7 @@ class AddCreditForm(FlaskForm):
     order_number = StringField(
         _l("Order number"),
         validators=[
-            InputRequired("Enter the order number."),
+            InputRequired(_l("Enter the order number.")),
             Length(max=60, message=_l("Use at most 60 characters.")),
         ],
     )

@@ -190,16 +190,16 @@ class GenerateForm(FlaskForm):
     quantity = IntegerField(
         _l("Quantity"),
         validators=[
-            InputRequired("Enter the quantity."),
+            InputRequired(_l("Enter the quantity.")),
             NumberRange(1, topup_cards.MAX_QUANTITY, "Enter a quantity from 1 to 100,000."),
         ],
     )
-    series = StringField(_l("Series"), validators=[InputRequired("Enter the series.")])
+    series = StringField(_l("Series"), validators=[InputRequired(_l("Enter the series."))])
     pin_length = IntegerField(
         _l("PIN Length"),
         default=10,
         validators=[
-            InputRequired("Enter the PIN length."),
+            InputRequired(_l("Enter the PIN length.")),
             NumberRange(min=topup_cards.MIN_PIN_LENGTH, message=_l("It can be no less than 5.")),
         ],
     )
@@ -207,7 +207,7 @@ class GenerateForm(FlaskForm):
     expires_at = DateTimeLocalField(
         _l("Expiration date"),
         format=DATETIME_FORMAT,
-        validators=[InputRequired("Choose the expiration date.")],
+        validators=[InputRequired(_l("Choose the expiration date."))],
     )
 
 
@@ -369,7 +369,7 @@ def _scoped_action(action) -> tuple:
     form = _mass_form()
     scope = _scope_from_request()
     if scope is None:
-        form.form_errors.append("The selection or search is not valid; search again.")
+        form.form_errors.append(_("The selection or search is not valid; search again."))
         return None, form
     if not form.validate():
         return None, form

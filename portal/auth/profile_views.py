@@ -186,7 +186,7 @@ def _confirmed_by_password(action: str):
     me = _me()
     if form.validate_on_submit() and check_password(me, form.current.data):
         return None
-    form.current.errors.append("Your current password is not right.")
+    form.current.errors.append(_("Your current password is not right."))
     return render_template(
         "auth/two_factor_settings.html",
         user=me,

@@ -217,7 +217,7 @@ def two_factor():
             return _finish_sign_in(user, f"password+{method}", pending.get("next"), notice=notice)
         _audit_user(user, "auth.two_factor_failed")
         session_db.commit()
-        form.code.errors.append("That code is not right. Check your app's clock and try again.")
+        form.code.errors.append(_("That code is not right. Check your app's clock and try again."))
     status = 422 if request.method == "POST" else 200
     return render_template("auth/two_factor.html", form=form), status
 
@@ -257,7 +257,7 @@ def _setup_page(user: User, action: str, *, pending: dict | None = None):
                     user, "password+totp-setup", None, response=make_response(done)
                 )
             return done
-        form.code.errors.append("That code is not right. Scan the code again and retry.")
+        form.code.errors.append(_("That code is not right. Scan the code again and retry."))
     uri = twofactor.provisioning_uri(user, secret)
     status = 422 if request.method == "POST" else 200
     return render_template(

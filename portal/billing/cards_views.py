@@ -10,6 +10,7 @@ from portal import db
 from portal.billing import bp
 from portal.billing.context import current_account
 from portal.domain import DomainError, NotFound
+from portal.i18n import _
 from portal.models import CardRole
 from portal.money import format_plain
 from portal.payments import recharge_settings, service
@@ -32,7 +33,6 @@ CARD_FIELD = re.compile(
     re.IGNORECASE,
 )
 DIGITS = re.compile(r"^\d{13,19}$")
-LINKED = "Credit card successfully linked"
 
 
 def _luhn_valid(digits: str) -> bool:
@@ -65,7 +65,12 @@ def refuse_card_numbers():
 
 def _cards_context(**extra) -> dict:
     account = current_account()
-    return {"account": account, "cards": service.list_cards(db.session(), account=account), **extra}
+    return {
+        "account": account,
+        "cards": service.list_cards(db.session(), account=account),
+        "card_label": service.card_label,
+        **extra,
+    }
 
 
 @bp.get("/cards")
@@ -103,14 +108,22 @@ def card_add():
     """Save the card Stripe.js just confirmed (we receive only the SetupIntent id)."""
     form = AddCardForm()
     if not form.validate():
-        return _after_card_change("The card setup is missing. Please add the card again.", "error")
+        return _after_card_change(
+            _("The card setup is missing. Please add the card again."), "error"
+        )
     try:
-        service.add_card_from_setup_intent(
+        card = service.add_card_from_setup_intent(
             db.session(), account=current_account(), setup_intent_id=form.setup_intent_id.data
         )
+    except service.CardAlreadyOnFile as exc:
+        # Not an error of the customer's: the card is there, nothing was added.
+        return _after_card_change(exc.message, "info", close_form=True)
     except DomainError as exc:
         return _after_card_change(exc.message, "error")
-    return _after_card_change(LINKED, close_form=True)
+    return _after_card_change(
+        _("Credit card successfully linked: %(card)s.", card=service.card_label(card)),
+        close_form=True,
+    )
 
 
 @bp.post("/cards/<int:card_id>/role")
@@ -118,7 +131,7 @@ def card_role(card_id: int):
     """Make a card primary or secondary."""
     raw = request.form.get("role", "")
     if raw not in (CardRole.PRIMARY.value, CardRole.SECONDARY.value):
-        return _after_card_change("Choose primary or secondary.", "error")
+        return _after_card_change(_("Choose primary or secondary."), "error")
     role = CardRole(raw)
     try:
         card = service.set_card_role(
@@ -128,19 +141,26 @@ def card_role(card_id: int):
         abort(404)
     except DomainError as exc:
         return _after_card_change(exc.message, "error")
-    return _after_card_change(f"Card ending {card.last4} is now your {role.value} card.")
+    message = (
+        _("%(card)s is now your primary card.", card=service.card_label(card))
+        if role == CardRole.PRIMARY
+        else _("%(card)s is now your secondary card.", card=service.card_label(card))
+    )
+    return _after_card_change(message)
 
 
 @bp.post("/cards/<int:card_id>/delete")
 def card_delete(card_id: int):
     """Delete a card (detached in Stripe); the secondary takes over from a deleted primary."""
+    account = current_account()
     try:
-        service.delete_card(db.session(), account=current_account(), card_id=card_id)
+        label = service.card_label(service.get_card(db.session(), account=account, card_id=card_id))
+        service.delete_card(db.session(), account=account, card_id=card_id)
     except NotFound:
         abort(404)
     except DomainError as exc:
         return _after_card_change(exc.message, "error")
-    return _after_card_change("Card deleted.")
+    return _after_card_change(_("Card deleted: %(card)s.", card=label))
 
 
 # --- Top-up settings ----------------------------------------------------------------

@@ -155,7 +155,7 @@ class BuyAddonForm(FlaskForm):
         _l("Quantity"),
         default=1,
         validators=[
-            InputRequired("Enter a quantity."),
+            InputRequired(_l("Enter a quantity.")),
             NumberRange(1, plans.MAX_ADDON_QUANTITY, "Enter a quantity from 1 to %(max)s."),
         ],
         render_kw={"inputmode": "numeric", "min": 1, "max": plans.MAX_ADDON_QUANTITY},

@@ -22,7 +22,7 @@ class RedeemForm(FlaskForm):
     pin = StringField(
         _l("PIN"),
         filters=[lambda value: value.strip() if isinstance(value, str) else value],
-        validators=[DataRequired("Enter the PIN printed on the card."), Length(max=64)],
+        validators=[DataRequired(_l("Enter the PIN printed on the card.")), Length(max=64)],
         render_kw={"inputmode": "numeric", "autocomplete": "off", "spellcheck": "false"},
     )
 

@@ -2,7 +2,7 @@
 
 from flask import abort, flash, redirect, render_template, request, url_for
 
-from portal import db, documents
+from portal import db, documents, overview
 from portal.billing import bp
 from portal.billing.context import current_account
 from portal.billing.forms import HistoryFilterForm
@@ -62,8 +62,14 @@ def _summary_context(account) -> dict:
 
 @bp.get("/", strict_slashes=False)
 def home():
-    """/billing is the customer's home: the balance page."""
-    return redirect(url_for("billing.balance"))
+    """/billing is the customer's home: balance, funds, next invoice, top-up, latest activity."""
+    account = current_account()
+    return render(
+        "billing/home.html",
+        "billing/_home.html",
+        home=overview.customer_home(db.session(), account=account),
+        account=account,
+    )
 
 
 @bp.get("/balance")

@@ -24,7 +24,7 @@ class TransferForm(FlaskForm):
         _l("Recipient account"),
         filters=[lambda value: value.strip() if isinstance(value, str) else value],
         validators=[
-            DataRequired("Enter the recipient's account number."),
+            DataRequired(_l("Enter the recipient's account number.")),
             Length(max=transfers.NUMBER_MAX_LENGTH, message=_l("That is not an account number.")),
         ],
         render_kw={"autocomplete": "off", "spellcheck": "false"},

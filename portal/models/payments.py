@@ -19,9 +19,10 @@ class CardRole(enum.StrEnum):
 
 
 class PaymentCard(Base):
-    """A card that lives in Stripe; we keep only its id, brand, last 4 and expiry."""
+    """A card that lives in Stripe; we keep only its id, brand, last 4, expiry and fingerprint."""
 
     __tablename__ = "payment_cards"
+    __table_args__ = (Index("ix_payment_cards_account_fingerprint", "account_id", "fingerprint"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
@@ -31,6 +32,8 @@ class PaymentCard(Base):
     exp_month: Mapped[int] = mapped_column(Integer)
     exp_year: Mapped[int] = mapped_column(Integer)
     role: Mapped[CardRole] = mapped_column(str_enum(CardRole), default=CardRole.OTHER)
+    # Stripe's card fingerprint: the same card number gives the same value (never the number).
+    fingerprint: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

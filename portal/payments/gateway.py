@@ -43,6 +43,8 @@ class CardInfo:
     last4: str
     exp_month: int
     exp_year: int
+    # Stripe's fingerprint of the card number (localstripe sends one too: a hash of the number).
+    fingerprint: str | None = None
 
 
 @dataclass(frozen=True)
@@ -239,6 +241,7 @@ def _card_info(payment_method) -> CardInfo:
         last4=str(card.last4),
         exp_month=int(card.exp_month),
         exp_year=int(card.exp_year),
+        fingerprint=str(_field(card, "fingerprint") or "")[:64] or None,
     )
 
 

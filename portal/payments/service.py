@@ -99,7 +99,49 @@ def add_card_from_setup_intent(
     if not account.stripe_customer_id:
         raise ValidationFailed(_("The card setup does not belong to your account."))
     info = gateway.card_from_setup_intent(setup_intent_id, account.stripe_customer_id)
+    on_file = card_on_file(db, account=account, info=info)
+    if on_file is not None:
+        # The same card again: keep the one on file, and take the copy off the customer in
+        # Stripe so it cannot be charged by mistake either.
+        try:
+            gateway.detach_payment_method(info.payment_method_id)
+        except GatewayRefused:
+            log.info("duplicate card %s was not attached in Stripe", info.payment_method_id)
+        raise CardAlreadyOnFile(on_file)
     return link_card(db, account=account, info=info)
+
+
+class CardAlreadyOnFile(ValidationFailed):
+    def __init__(self, card: PaymentCard):
+        super().__init__(_("This card is already on file: %(card)s.", card=card_label(card)))
+        self.card = card
+
+
+def card_label(card: PaymentCard | CardInfo) -> str:
+    """ "Visa ending 4242, expires 12/2030": brand, last 4 and expiry tell two cards apart."""
+    return _(
+        "%(brand)s ending %(last4)s, expires %(month)02d/%(year)d",
+        brand=(card.brand or "card").title(),
+        last4=card.last4,
+        month=card.exp_month,
+        year=card.exp_year,
+    )
+
+
+def card_on_file(db: Session, *, account: Account, info: CardInfo) -> PaymentCard | None:
+    """The account's card with the same Stripe fingerprint (same card number), if any."""
+    if info.fingerprint is None:
+        return None
+    return db.scalar(
+        select(PaymentCard)
+        .where(
+            PaymentCard.account_id == account.id,
+            PaymentCard.fingerprint == info.fingerprint,
+            PaymentCard.stripe_payment_method_id != info.payment_method_id,
+        )
+        .order_by(PaymentCard.id)
+        .limit(1)
+    )
 
 
 def link_card(db: Session, *, account: Account, info: CardInfo) -> PaymentCard:
@@ -123,6 +165,8 @@ def link_card(db: Session, *, account: Account, info: CardInfo) -> PaymentCard:
 def _copy_card_details(card: PaymentCard, info: CardInfo) -> None:
     card.brand, card.last4 = info.brand[:30], info.last4[-4:]
     card.exp_month, card.exp_year = info.exp_month, info.exp_year
+    if info.fingerprint:
+        card.fingerprint = info.fingerprint
 
 
 def _free_role(db: Session, account: Account) -> CardRole:
@@ -315,7 +359,7 @@ def _record_pending(
     except IntegrityError:
         # The same request raced us (a double click): theirs is the payment.
         db.rollback()
-        raise DuplicateRequest("This payment is already being processed.") from None
+        raise DuplicateRequest(_("This payment is already being processed.")) from None
     return payment
 
 

@@ -234,10 +234,3 @@ def test_htmx_get_returns_the_fragment(client, setup):
     assert fragment.status_code == 200
     assert "<html" not in fragment.text and 'id="transfer-area"' in fragment.text
     assert 'id="transfer-available">£10.00<' in fragment.text
-
-
-def test_billing_is_the_balance_page(client, setup):
-    login(client, setup["user"].email)
-    for path in ("/billing", "/billing/"):
-        response = client.get(path)
-        assert response.status_code == 302 and response.headers["Location"] == "/billing/balance"

@@ -200,3 +200,52 @@ def test_posting_card_data_is_refused(client, db, signed_in, url, data):
 def test_card_pages_need_a_customer(client):
     assert client.get("/billing/cards").status_code in (302, 401)
     assert client.post("/billing/cards/setup").status_code in (302, 401)
+
+
+# --- The same card twice: recognised by Stripe's fingerprint ----------------------------------
+
+
+def test_the_same_card_again_is_recognised_and_not_added(app, client, db, signed_in):
+    first = add_card_through_pages(app, client).get_data(as_text=True)
+    assert "Credit card successfully linked: Visa ending 4242, expires 12/2034." in first
+    again = add_card_through_pages(app, client).get_data(as_text=True)
+    assert "This card is already on file: Visa ending 4242, expires 12/2034." in again
+    assert "toast-error" not in again and 'id="card-setup" hx-swap-oob="true"' in again
+    assert card_roles(db, signed_in.account_id) == {"4242": "primary"}
+    cards = db.query(PaymentCard).filter_by(account_id=signed_in.account_id).all()
+    assert len(cards) == 1 and cards[0].fingerprint
+    with app.app_context():  # the copy is not left on the customer in Stripe
+        account = db.get(Account, signed_in.account_id)
+        methods = gateway.client().v1.payment_methods.list(
+            params={"customer": account.stripe_customer_id, "type": "card"}
+        )
+        assert [m.id for m in methods.data] == [cards[0].stripe_payment_method_id]
+
+
+def test_a_different_number_with_the_same_last_4_is_a_new_card(app, client, db, signed_in):
+    # Two Visa numbers ending 4242 (both pass the Luhn check): fingerprints differ.
+    add_card_through_pages(app, client, "4242424242424242")
+    other = add_card_through_pages(app, client, "4111111111174242").get_data(as_text=True)
+    assert "Credit card successfully linked" in other
+    assert db.query(PaymentCard).filter_by(account_id=signed_in.account_id).count() == 2
+
+
+def test_another_account_may_hold_the_same_card(app, client, db, signed_in):
+    other = make_customer(db)
+    db.commit()
+    add_test_card(app, other.account_id)
+    response = add_card_through_pages(app, client).get_data(as_text=True)
+    assert "Credit card successfully linked" in response
+    assert db.query(PaymentCard).count() == 2
+
+
+def test_messages_and_the_list_name_brand_last_4_and_expiry(app, client, db, signed_in):
+    add_card_through_pages(app, client)
+    add_card_through_pages(app, client, "5555555555554444")
+    card = db.query(PaymentCard).filter_by(last4="4444").one()
+    made = client.post(f"/billing/cards/{card.id}/role", data={"role": "primary"}, headers=HTMX)
+    assert "Visa ending 4444, expires 12/2034 is now your primary card." in made.text
+    page = client.get("/billing/cards").text
+    assert "12/2034" in page and 'hx-confirm="Delete Visa ending 4444, expires 12/2034?"' in page
+    deleted = client.post(f"/billing/cards/{card.id}/delete", headers=HTMX).text
+    assert "Card deleted: Visa ending 4444, expires 12/2034." in deleted

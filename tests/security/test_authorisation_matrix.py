@@ -92,7 +92,7 @@ SELF_SERVICE = {
 }
 SIGN_OUT = {"auth.logout", "auth.sign_out_everywhere_view"}
 # Pages that only send the browser on (/billing is the balance page): 302 where others say 200.
-REDIRECTS = {"billing.home": "/billing/balance"}
+REDIRECTS: dict[str, str] = {}
 # Catalogue objects are shared by every reseller: their ids are nobody's "foreign" ids.
 SHARED = {"plan_id", "license_id", "addon_id", "product_id"}
 MISSING = 999_999
