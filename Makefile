@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PORT ?= 5000
 export FLASK_APP := app
 
-.PHONY: run test lint format migrate seed audit bench bench-quick serve scheduler clean mutate mutate-core
+.PHONY: run test lint format migrate seed audit bench bench-quick serve scheduler clean mutate mutate-core translations
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,16 @@ mutate: $(STAMP)
 ## The same for portal/ledger.py and portal/money.py only (CI runs this)
 mutate-core: $(STAMP)
 	$(BIN)/python tools/mutation.py --core
+
+## Re-extract the UI strings, merge them into the de/es catalogues, recompile the .mo files.
+## New strings come out untranslated: translate them in portal/translations/*/LC_MESSAGES/messages.po,
+## then run this again (tests/i18n fails while a shipped language misses a string).
+translations: $(STAMP)
+	$(BIN)/pybabel extract -F babel.cfg -k _l -k N_ --no-wrap --sort-by-file \
+	  -o portal/translations/messages.pot .
+	$(BIN)/pybabel update -i portal/translations/messages.pot -d portal/translations \
+	  --no-wrap --no-fuzzy-matching --ignore-obsolete
+	$(BIN)/pybabel compile -d portal/translations --statistics
 
 lint: $(STAMP)
 	$(BIN)/ruff check portal tests bench tools app.py

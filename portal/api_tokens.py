@@ -13,6 +13,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from portal.domain import ValidationFailed
+from portal.i18n import _
 from portal.models import ApiToken, Reseller, utcnow
 
 TOKEN_PREFIX = "vbp_"
@@ -62,7 +63,7 @@ def create_token(db: Session, *, reseller_id: int | None, name: str) -> NewToken
     """Create a token for a reseller (None: an operator token for every reseller)."""
     name = (name or "").strip()
     if not name or len(name) > 120:
-        raise ValidationFailed("Enter a name of 1 to 120 characters.", field="name")
+        raise ValidationFailed(_("Enter a name of 1 to 120 characters."), field="name")
     plaintext = TOKEN_PREFIX + secrets.token_urlsafe(32)
     token = ApiToken(
         reseller_id=reseller_id,
@@ -82,7 +83,7 @@ def authenticate(db: Session, header: str | None) -> AuthenticatedToken | None:
     One indexed query per token per CACHE_SECONDS; unknown and revoked tokens are never
     cached (they query every time, so a new token works at once).
     """
-    scheme, _, plaintext = (header or "").partition(" ")
+    scheme, _sep, plaintext = (header or "").partition(" ")
     plaintext = plaintext.strip()
     if scheme.lower() != "bearer" or not plaintext or len(plaintext) > 200:
         return None

@@ -12,9 +12,8 @@ from typing import Any
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session
 
-from portal.i18n import _l
+from portal.i18n import _, _l, format_amount
 from portal.models import Account, AuditLog, Reseller, User
-from portal.money import format_money
 from portal.topup_cards import neutralise
 
 PAGE_SIZE = 50
@@ -91,14 +90,14 @@ def field_label(key: str) -> str:
     if key in FIELD_LABELS:
         return str(FIELD_LABELS[key])
     name = key.removesuffix("_minor").removesuffix("_id").replace("_", " ").strip()
-    return name[:1].upper() + name[1:]
+    return _(name[:1].upper() + name[1:])  # translated when it is a word of the catalogue
 
 
 def action_label(action: str) -> str:
     if action in ACTION_LABELS:
         return str(ACTION_LABELS[action])
     text = action.replace(".", " ").replace("_", " ").strip()
-    return text[:1].upper() + text[1:]
+    return _(text[:1].upper() + text[1:])
 
 
 def _value(key: str, value: Any, currency: str | None) -> str:
@@ -108,7 +107,7 @@ def _value(key: str, value: Any, currency: str | None) -> str:
         return str(_l("Yes") if value else _l("No"))
     if key.endswith("_minor") and isinstance(value, int):
         if currency:
-            return format_money(value, currency)
+            return format_amount(value, currency)
         return f"{value / 100:.2f}"  # no currency known: a plain amount, never raw pence
     if isinstance(value, list | dict):
         return json.dumps(value, default=str, sort_keys=True)

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from portal import audit, invoices
 from portal.domain import DomainError, ValidationFailed
+from portal.i18n import N_, _, format_day
 from portal.ledger import lock_account
 from portal.models import (
     Account,
@@ -60,7 +61,7 @@ class InvoiceRow:
 def status_label(invoice: Invoice) -> str:
     """The status people read: "Draft" until sent (void wins), else the stored status."""
     if invoice.status != InvoiceStatus.VOID and invoice.sent_at is None:
-        return "Draft"
+        return N_("Draft")
     return invoice.status.value.capitalize()
 
 
@@ -94,7 +95,7 @@ def _filtered(scoped: Select, filters: InvoiceFilters) -> Select:
 
 def _rows(db: Session, stmt: Select) -> list[InvoiceRow]:
     pairs = db.execute(stmt.add_columns(Account)).all()
-    notes = _credit_notes(db, [invoice.id for invoice, _ in pairs])
+    notes = _credit_notes(db, [invoice.id for invoice, _paid in pairs])
     return [
         InvoiceRow(invoice, account, invoices.invoice_number(invoice), notes.get(invoice.id, ""))
         for invoice, account in pairs
@@ -238,8 +239,11 @@ def check_period_started(period_start: date | None, now: datetime) -> None:
     """Refuse to generate the invoice of a period that has not started."""
     if period_start is not None and period_start > now.date():
         raise ValidationFailed(
-            f"The period starting {period_start:%d %b %Y} has not started yet: its invoice "
-            f"can be generated from that day.",
+            _(
+                "The period starting %(date)s has not started yet: its invoice can be generated"
+                " from that day.",
+                date=format_day(period_start),
+            ),
             field="period",
         )
 
@@ -276,7 +280,7 @@ def generate_for(
         # One account's unexpected failure must not stop the batch; it is logged for us.
         db.rollback()
         log.exception("generating the invoices of account %s failed", account.id)
-        return GenerateResult(account, error="Generating failed unexpectedly; it was logged.")
+        return GenerateResult(account, error=_("Generating failed unexpectedly; it was logged."))
     if made:
         _audit(db, actor_user_id, account, "invoices.generate", {"invoices": _numbers(made)})
     return GenerateResult(account, made)
@@ -322,16 +326,28 @@ def send_one(
     if invoice.sent_at is not None and not resend and invoice.status != InvoiceStatus.VOID:
         db.rollback()
         raise ValidationFailed(
-            f"Invoice {invoices.invoice_number(invoice)} was already sent; resend it instead."
+            _(
+                "Invoice %(invoice_number)s was already sent; resend it instead.",
+                invoice_number=invoices.invoice_number(invoice),
+            )
         )
     invoices.send_invoice(db, invoice=invoice, account=account, now=now, resend=resend)
     number = invoices.invoice_number(invoice)
     after = {"invoice": number, "to": account.email or "", "resend": resend}
     _audit(db, actor_user_id, account, "invoices.send", after, object_id=invoice.id)
-    verb = "resent" if resend else "sent"
     if not account.email:
-        return f"Invoice {number} {verb}: the customer has no email address, only a notice."
-    return f"Invoice {number} {verb} to {account.email}."
+        if resend:
+            return _(
+                "Invoice %(number)s resent: the customer has no email address, only a notice.",
+                number=number,
+            )
+        return _(
+            "Invoice %(number)s sent: the customer has no email address, only a notice.",
+            number=number,
+        )
+    if resend:
+        return _("Invoice %(number)s resent to %(email)s.", number=number, email=account.email)
+    return _("Invoice %(number)s sent to %(email)s.", number=number, email=account.email)
 
 
 @dataclass
@@ -368,7 +384,7 @@ def send_unsent(
 def void(db: Session, *, invoice: Invoice, reason: str, actor_user_id: int | None) -> CreditNote:
     """Void the invoice with a numbered credit note, audited in the same transaction."""
     if invoice.status == InvoiceStatus.VOID:
-        raise ValidationFailed("This invoice is already void.")
+        raise ValidationFailed(_("This invoice is already void."))
     audit.record(
         db,
         actor_user_id=actor_user_id,

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from portal import audit, usage
 from portal.domain import NotFound, ValidationFailed
+from portal.i18n import _, format_number
 from portal.models import (
     Account,
     CardCode,
@@ -46,17 +47,17 @@ def _tenant_account(db: Session, actor: User, account_id: int | None) -> Account
     if account is None or (
         actor.role != Role.OPERATOR and account.reseller_id != actor.reseller_id
     ):
-        raise ValidationFailed("Choose a customer account.", field="account_id")
+        raise ValidationFailed(_("Choose a customer account."), field="account_id")
     return account
 
 
 def _check_initial_credit(amount_minor: int | None, unlimited: bool) -> None:
     if unlimited and amount_minor is not None:
         raise ValidationFailed(
-            "Leave the credit empty when you choose Unlimited.", field="initial_credit"
+            _("Leave the credit empty when you choose Unlimited."), field="initial_credit"
         )
     if amount_minor is not None and not 0 <= amount_minor <= MAX_CREDIT_MINOR:
-        raise ValidationFailed("Enter a credit from 0 up to 1,000,000.", field="initial_credit")
+        raise ValidationFailed(_("Enter a credit from 0 up to 1,000,000."), field="initial_credit")
 
 
 def _new_card_code(db, actor, account, code, extension, amount_minor, unlimited) -> CardCode:
@@ -97,11 +98,11 @@ def add_card_code(
     """Add one card code (4-20 digits, unique per reseller) to a customer account."""
     code = (code or "").strip()
     if not CODE_PATTERN.match(code):
-        raise ValidationFailed("A card code is 4 to 20 digits.", field="code")
+        raise ValidationFailed(_("A card code is 4 to 20 digits."), field="code")
     account = _tenant_account(db, actor, account_id)
     _check_initial_credit(initial_credit_minor, unlimited)
     if _existing_codes(db, account.reseller_id, [code]):
-        raise ValidationFailed("That card code is already in use.", field="code")
+        raise ValidationFailed(_("That card code is already in use."), field="code")
     card = _new_card_code(db, actor, account, code, extension, initial_credit_minor, unlimited)
     _audit(db, actor, card, "card_codes.add", None, _state(card))
     db.commit()
@@ -134,9 +135,12 @@ def generate_card_codes(
 ) -> list[CardCode]:
     """Generate random card codes of one length for a customer account (unique per reseller)."""
     if not isinstance(quantity, int) or not 1 <= quantity <= MAX_GENERATE:
-        raise ValidationFailed(f"Enter a quantity from 1 to {MAX_GENERATE:,}.", field="quantity")
+        raise ValidationFailed(
+            _("Enter a quantity from 1 to %(max)s.", max=format_number(MAX_GENERATE)),
+            field="quantity",
+        )
     if not isinstance(code_length, int) or not MIN_CODE_LENGTH <= code_length <= MAX_CODE_LENGTH:
-        raise ValidationFailed("The code length is 4 to 20 digits.", field="code_length")
+        raise ValidationFailed(_("The code length is 4 to 20 digits."), field="code_length")
     account = _tenant_account(db, actor, account_id)
     _check_initial_credit(initial_credit_minor, unlimited)
     _check_code_space(db, account.reseller_id, quantity, code_length)
@@ -173,7 +177,7 @@ def _check_code_space(db: Session, reseller_id: int, quantity: int, length: int)
 def _fresh_codes(db: Session, reseller_id: int, quantity: int, length: int) -> list[str]:
     codes: set[str] = set()
     while len(codes) < quantity:
-        draw = {random_digits(length) for _ in range(quantity - len(codes))} - codes
+        draw = {random_digits(length) for _draw in range(quantity - len(codes))} - codes
         codes |= draw - _existing_codes(db, reseller_id, sorted(draw))
     return sorted(codes)
 
@@ -197,16 +201,16 @@ def _lock(db: Session, card_id: int) -> CardCode:
         .execution_options(populate_existing=True)
     )
     if card is None:
-        raise NotFound("That card code does not exist.")
+        raise NotFound(_("That card code does not exist."))
     return card
 
 
 def _check_order_number(db: Session, card: CardCode, order_number: str) -> str:
     order_number = (order_number or "").strip()
     if not order_number:
-        raise ValidationFailed("Enter the order number.", field="order_number")
+        raise ValidationFailed(_("Enter the order number."), field="order_number")
     if len(order_number) > 60:
-        raise ValidationFailed("Use at most 60 characters.", field="order_number")
+        raise ValidationFailed(_("Use at most 60 characters."), field="order_number")
     # One order, one credit allocation: a resubmitted form must not add the credit twice.
     seen = db.scalar(
         select(CardCodeRecharge.id).where(
@@ -216,7 +220,11 @@ def _check_order_number(db: Session, card: CardCode, order_number: str) -> str:
     )
     if seen is not None:
         raise ValidationFailed(
-            f"Order {order_number} was already added to this card code.", field="order_number"
+            _(
+                "Order %(order_number)s was already added to this card code.",
+                order_number=order_number,
+            ),
+            field="order_number",
         )
     return order_number
 
@@ -226,28 +234,32 @@ def _new_credit(card: CardCode, amount_minor: int | None, unlimited: bool) -> in
     if unlimited:
         if amount_minor is not None:
             raise ValidationFailed(
-                "Leave the amount empty when you choose Unlimited.", field="amount"
+                _("Leave the amount empty when you choose Unlimited."), field="amount"
             )
         if card.unlimited:
-            raise ValidationFailed("This card code already has Unlimited credit.", field="amount")
+            raise ValidationFailed(
+                _("This card code already has Unlimited credit."), field="amount"
+            )
         return None
     if amount_minor is None or amount_minor == 0:
         raise ValidationFailed(
-            "Enter an amount other than zero, or choose Unlimited.", field="amount"
+            _("Enter an amount other than zero, or choose Unlimited."), field="amount"
         )
     if abs(amount_minor) > MAX_CREDIT_MINOR:
-        raise ValidationFailed("Enter an amount up to 1,000,000.", field="amount")
+        raise ValidationFailed(_("Enter an amount up to 1,000,000."), field="amount")
     if card.unlimited:
         if amount_minor > 0:
             raise ValidationFailed(
-                "The credit is Unlimited already; a negative amount limits it to 0.", field="amount"
+                _("The credit is Unlimited already; a negative amount limits it to 0."),
+                field="amount",
             )
         return 0  # VoipNow: a negative amount on Unlimited stops all calls.
     new_credit = (card.credit_minor or 0) + amount_minor
     if new_credit < 0:
         left = format_money(card.credit_minor or 0, card.currency)
         raise ValidationFailed(
-            f"The credit cannot go below 0: this card code has only {left} left.", field="amount"
+            _("The credit cannot go below 0: this card code has only %(left)s left.", left=left),
+            field="amount",
         )
     return new_credit
 

@@ -17,6 +17,7 @@ from portal.credit import parse_thresholds
 from portal.customers import check_new_user_email, check_password_rules
 from portal.db import Base
 from portal.domain import DomainError
+from portal.i18n import N_, _
 from portal.models import (
     Account,
     AccountAddOn,
@@ -67,12 +68,12 @@ IN_USE: dict[type, list[tuple]] = {
 }
 
 NAMES = {
-    Plan: "plan",
-    PlanLicense: "license",
-    AddOn: "add-on",
-    TopupProduct: "top-up product",
-    Reseller: "reseller",
-    CustomerClass: "customer class",
+    Plan: N_("plan"),
+    PlanLicense: N_("license"),
+    AddOn: N_("add-on"),
+    TopupProduct: N_("top-up product"),
+    Reseller: N_("reseller"),
+    CustomerClass: N_("customer class"),
 }
 
 
@@ -116,7 +117,7 @@ def _check_unique(db: Session, item, values: dict) -> None:
         # Folded in Python: SQLite's lower() folds ASCII only (resellers are few).
         others = db.scalars(select(Reseller.name).where(Reseller.id != (item.id or 0)))
         if any(other.casefold() == name.casefold() for other in others):
-            raise CatalogueError("A reseller with this name already exists.", field="name")
+            raise CatalogueError(_("A reseller with this name already exists."), field="name")
     if isinstance(item, CustomerClass) and name:
         clash = select(CustomerClass.id).where(
             CustomerClass.reseller_id == item.reseller_id,
@@ -124,7 +125,7 @@ def _check_unique(db: Session, item, values: dict) -> None:
             CustomerClass.id != (item.id or 0),
         )
         if db.scalar(clash):
-            raise CatalogueError("This reseller already has a class of this name.", field="name")
+            raise CatalogueError(_("This reseller already has a class of this name."), field="name")
     if isinstance(item, PlanLicense) and values.get("service"):
         clash = select(PlanLicense.id).where(
             PlanLicense.plan_id == item.plan_id,
@@ -132,19 +133,19 @@ def _check_unique(db: Session, item, values: dict) -> None:
             PlanLicense.id != (item.id or 0),
         )
         if db.scalar(clash):
-            raise CatalogueError("This plan already has a license for it.", field="service")
+            raise CatalogueError(_("This plan already has a license for it."), field="service")
 
 
 def _check_values(db: Session, item, values: dict) -> None:
     unknown = set(values) - set(FIELDS[type(item)])
     if unknown:
-        raise CatalogueError(f"Unknown fields: {', '.join(sorted(unknown))}.")
+        raise CatalogueError(_("Unknown fields: %(fields)s.", fields=", ".join(sorted(unknown))))
     if "currency" in values and values["currency"] not in supported_currencies():
-        raise CatalogueError("Choose a supported currency.", field="currency")
+        raise CatalogueError(_("Choose a supported currency."), field="currency")
     for field in ("price_minor", "amount_minor", "units", "limit", "max_increase_minor"):
         value = values.get(field)
         if value is not None and (isinstance(value, bool) or value < 0):
-            raise CatalogueError("Enter a value of 0 or more.", field=field)
+            raise CatalogueError(_("Enter a value of 0 or more."), field=field)
     if isinstance(item, CustomerClass):
         currency = db.get(Reseller, item.reseller_id).currency
         # Postpaid rules allow both amounts and percentages, the widest valid list.
@@ -170,7 +171,7 @@ def save_item(db: Session, *, item, values: dict, actor: User):
     except IntegrityError as exc:  # a clash the checks above could not see (a race)
         db.rollback()
         field = "name" if "name" in values else None
-        raise CatalogueError("This name is already taken.", field=field) from exc
+        raise CatalogueError(_("This name is already taken."), field=field) from exc
     _record(db, actor, item, "create" if created else "update", before, snapshot(item))
     db.commit()
     return item
@@ -189,7 +190,13 @@ def delete_item(db: Session, *, item, actor: User) -> None:
     """Delete a catalogue object unless something uses it."""
     reason = in_use_reason(db, item)
     if reason:
-        raise CatalogueError(f"This {NAMES[type(item)]} cannot be deleted: {reason}.")
+        raise CatalogueError(
+            _(
+                "This %(type)s cannot be deleted: %(reason)s.",
+                type=_(NAMES[type(item)]),
+                reason=reason,
+            )
+        )
     _record(db, actor, item, "delete", snapshot(item), None)
     db.delete(item)
     db.commit()
@@ -245,11 +252,11 @@ def parse_tax_rate(text: str) -> int:
     raw = (text or "").strip().rstrip("%").strip()
     if not _TAX.match(raw):
         raise CatalogueError(
-            "Enter a percentage such as 20 or 17.50 (at most 2 decimals).", field="tax_rate"
+            _("Enter a percentage such as 20 or 17.50 (at most 2 decimals)."), field="tax_rate"
         )
     value = Decimal(raw)
     if value > 100:
-        raise CatalogueError("The tax rate cannot be above 100%.", field="tax_rate")
+        raise CatalogueError(_("The tax rate cannot be above 100%."), field="tax_rate")
     return int(value * 100)
 
 
@@ -275,7 +282,7 @@ def parse_reminder_days(text: str) -> str:
         p.isascii() and p.isdigit() and 1 <= int(p) <= 365 for p in parts
     ):
         raise CatalogueError(
-            "Enter up to 10 whole numbers of days from 1 to 365, separated by commas.",
+            _("Enter up to 10 whole numbers of days from 1 to 365, separated by commas."),
             field="invoice_reminder_days",
         )
     return ", ".join(str(day) for day in sorted({int(p) for p in parts}))
@@ -294,16 +301,16 @@ def update_settings(
     if invoice_net_days is not None and (
         isinstance(invoice_net_days, bool) or not 0 <= invoice_net_days <= 365
     ):
-        raise CatalogueError("Enter 0 to 365 days.", field="invoice_net_days")
+        raise CatalogueError(_("Enter 0 to 365 days."), field="invoice_net_days")
     reminders = (
         None if invoice_reminder_days is None else parse_reminder_days(invoice_reminder_days)
     )
     if default_currency not in supported_currencies():
-        raise CatalogueError("Choose a supported currency.", field="default_currency")
+        raise CatalogueError(_("Choose a supported currency."), field="default_currency")
     if isinstance(tax_rate_bp, bool) or not isinstance(tax_rate_bp, int):
-        raise CatalogueError("Enter a tax rate.", field="tax_rate")
+        raise CatalogueError(_("Enter a tax rate."), field="tax_rate")
     if not 0 <= tax_rate_bp <= 10_000:
-        raise CatalogueError("The tax rate must be from 0% to 100%.", field="tax_rate")
+        raise CatalogueError(_("The tax rate must be from 0% to 100%."), field="tax_rate")
     before = current_settings(db)
     settings.set_setting(db, "default_currency", default_currency)
     settings.set_setting(db, "tax_rate_bp", str(tax_rate_bp))

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from portal import audit, emails, invoices, ledger
 from portal.domain import DomainError, ValidationFailed
+from portal.i18n import N_, _, money_error
 from portal.models import (
     Account,
     BillingModel,
@@ -107,7 +108,7 @@ def describe_limit(account: Account, now: datetime | None = None) -> str:
 
 def _require_postpaid(account: Account, what: str) -> None:
     if account.billing_model != BillingModel.POSTPAID:
-        raise CreditError(f"{what} is only for postpaid customers.")
+        raise CreditError(_("%(what)s is only for postpaid customers.", what=_(what)))
 
 
 def _limit_state(account: Account) -> dict:
@@ -159,7 +160,7 @@ def _audit(db, account, action, before, after, actor) -> None:
 
 def set_permanent_limit(db: Session, *, account: Account, limit_minor: int, actor: User) -> None:
     """Set a postpaid customer's Permanent Credit Limit (0 or more)."""
-    _require_postpaid(account, "A credit limit")
+    _require_postpaid(account, N_("A credit limit"))
     _check_minor(limit_minor, account.currency, allow_zero=True, field="credit_limit")
     account = ledger.lock_account(db, account.id)
     before, old = _limit_state(account), describe_limit(account)
@@ -176,11 +177,11 @@ def parse_increase(text: str, currency: str) -> tuple[int | None, int | None]:
     if match:
         return None, int(match.group(1))
     if raw.endswith("%"):
-        raise CreditError("Use a whole percentage such as 25%.", field="increase")
+        raise CreditError(_("Use a whole percentage such as 25%."), field="increase")
     try:
         return parse_amount(raw, currency), None
     except MoneyError as exc:
-        raise CreditError(str(exc), field="increase") from exc
+        raise CreditError(money_error(str(exc)), field="increase") from exc
 
 
 def set_temporary_increase(
@@ -194,7 +195,7 @@ def set_temporary_increase(
     now: datetime | None = None,
 ) -> None:
     """Set (replace) a postpaid customer's Temporary Credit Limit Increase until valid_until."""
-    _require_postpaid(account, "A temporary credit limit increase")
+    _require_postpaid(account, N_("A temporary credit limit increase"))
     now = now or utcnow()
     account = ledger.lock_account(db, account.id)
     increase = _increase_minor(account, amount_minor, percent)
@@ -213,7 +214,7 @@ def set_temporary_increase(
 def _increase_minor(account: Account, amount_minor: int | None, percent: int | None) -> int:
     if (amount_minor is None) == (percent is None):
         raise CreditError(
-            "Give the increase either as an amount or as a percentage.", field="increase"
+            _("Give the increase either as an amount or as a percentage."), field="increase"
         )
     if percent is not None:
         if (
@@ -221,10 +222,13 @@ def _increase_minor(account: Account, amount_minor: int | None, percent: int | N
             or not isinstance(percent, int)
             or not 0 < percent <= MAX_PERCENT
         ):
-            raise CreditError(f"Enter a percentage from 1% to {MAX_PERCENT}%.", field="increase")
+            raise CreditError(
+                _("Enter a percentage from 1%% to %(max_percent)s%%.", max_percent=MAX_PERCENT),
+                field="increase",
+            )
         if account.credit_limit_minor <= 0:
             raise CreditError(
-                "A percentage needs a positive Permanent Credit Limit; enter an amount instead.",
+                _("A percentage needs a positive Permanent Credit Limit; enter an amount instead."),
                 field="increase",
             )
         return account.credit_limit_minor * percent // 100
@@ -236,18 +240,22 @@ def _check_maximum(account: Account, increase: int, valid_until: datetime, now: 
     cap = maximum_increase(account)
     prompt = maximum_prompt(account)
     if cap.limit_minor is None or increase > cap.limit_minor:
-        raise CreditError(f"The increase is above the maximum. {prompt}", field="increase")
+        raise CreditError(
+            _("The increase is above the maximum. %(prompt)s", prompt=prompt), field="increase"
+        )
     if valid_until.tzinfo is None or valid_until <= now:
-        raise CreditError("Valid Until must be in the future.", field="valid_until")
+        raise CreditError(_("Valid Until must be in the future."), field="valid_until")
     if cap.days is not None and valid_until > now + timedelta(days=cap.days):
-        raise CreditError(f"Valid Until is too far away. {prompt}", field="valid_until")
+        raise CreditError(
+            _("Valid Until is too far away. %(prompt)s", prompt=prompt), field="valid_until"
+        )
 
 
 def remove_temporary_increase(db: Session, *, account: Account, actor: User) -> None:
     """End a temporary increase now (recorded as a revert)."""
     account = ledger.lock_account(db, account.id)
     if account.temp_increase_valid_until is None:
-        raise CreditError("There is no temporary increase to remove.")
+        raise CreditError(_("There is no temporary increase to remove."))
     _revert(db, account, actor=actor, now=utcnow())
     db.commit()
 
@@ -341,17 +349,19 @@ def parse_thresholds(
 def _parse_threshold(raw: str, model: BillingModel, currency: str) -> Threshold:
     if raw.endswith("%"):
         if model != BillingModel.POSTPAID:
-            raise ValueError(f"'{raw}': percentages are only for postpaid accounts")
+            raise ValueError(_("'%(raw)s': percentages are only for postpaid accounts", raw=raw))
         match = _PERCENT.match(raw)
         if not match or not 0 < int(match.group(1)) <= 100:
-            raise ValueError(f"'{raw}' is not a percentage from 1% to 100%")
+            raise ValueError(_("'%(raw)s' is not a percentage from 1%% to 100%%", raw=raw))
         return Threshold(percent=int(match.group(1)))
     try:
         return Threshold(amount_minor=parse_amount(raw, currency, allow_zero=True))
     except MoneyError as exc:
         if str(exc).startswith("Enter a plain number"):
-            raise ValueError(f"'{raw}' is not an amount") from exc
-        raise ValueError(f"'{raw}': {str(exc).rstrip('.')}") from exc
+            raise ValueError(_("'%(raw)s' is not an amount", raw=raw)) from exc
+        raise ValueError(
+            _("'%(raw)s': %(error)s", raw=raw, error=money_error(str(exc)).rstrip("."))
+        ) from exc
 
 
 def threshold_minor(threshold: Threshold, account: Account) -> int:
@@ -372,7 +382,9 @@ def set_warning_thresholds(db: Session, *, account: Account, text: str, actor: U
     """Set the account's warning thresholds; blank means the customer class default."""
     thresholds = parse_thresholds(text, account.billing_model, account.currency)
     if thresholds and any(t.percent for t in thresholds) and account.credit_limit_minor <= 0:
-        raise CreditError("Percentages need a positive Permanent Credit Limit.", field="thresholds")
+        raise CreditError(
+            _("Percentages need a positive Permanent Credit Limit."), field="thresholds"
+        )
     before = {"warning_thresholds": account.warning_thresholds}
     stored = ", ".join(t.text(account.currency) for t in thresholds) if text.strip() else None
     account.warning_thresholds = stored
@@ -384,9 +396,9 @@ def set_warning_thresholds(db: Session, *, account: Account, text: str, actor: U
 # --- Subscriber-to-subscriber transfers ------------------------------------------------
 
 TRANSFER_LABELS = {
-    TransferSetting.CLASS: "As defined by the customer class",
-    TransferSetting.YES: "Yes",
-    TransferSetting.NO: "No",
+    TransferSetting.CLASS: N_("As defined by the customer class"),
+    TransferSetting.YES: N_("Yes"),
+    TransferSetting.NO: N_("No"),
 }
 
 
@@ -411,23 +423,23 @@ def set_transfer_setting(db: Session, *, account: Account, setting: TransferSett
 
 def _check_minor(value, currency: str, *, allow_zero=False, allow_negative=False, field="amount"):
     if isinstance(value, bool) or not isinstance(value, int):
-        raise CreditError("Enter an amount.", field=field)
+        raise CreditError(_("Enter an amount."), field=field)
     if abs(value) > int(MAX_MAJOR.scaleb(minor_digits(currency))):
-        raise CreditError("The amount is too large.", field=field)
+        raise CreditError(_("The amount is too large."), field=field)
     if value < 0 and not allow_negative:
-        raise CreditError("Enter a positive amount.", field=field)
+        raise CreditError(_("Enter a positive amount."), field=field)
     if value == 0 and not allow_zero:
-        raise CreditError("Enter an amount other than zero.", field=field)
+        raise CreditError(_("Enter an amount other than zero."), field=field)
 
 
 def _check_texts(order_number: str, reason: str) -> tuple[str, str]:
     order_number, reason = (order_number or "").strip(), (reason or "").strip()
     if len(order_number) > 60:
-        raise ValidationFailed("Order number: at most 60 characters.", field="order_number")
+        raise ValidationFailed(_("Order number: at most 60 characters."), field="order_number")
     if not reason:
-        raise ValidationFailed("Give a reason.", field="reason")
+        raise ValidationFailed(_("Give a reason."), field="reason")
     if len(reason) > 200:
-        raise ValidationFailed("Reason: at most 200 characters.", field="reason")
+        raise ValidationFailed(_("Reason: at most 200 characters."), field="reason")
     return order_number, reason
 
 

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from portal import audit, ledger
 from portal.auth.service import hash_password
 from portal.domain import DomainError
+from portal.i18n import _
 from portal.models import (
     Account,
     AccountStatus,
@@ -87,7 +88,7 @@ def _clean_email(email: str, *, required: bool) -> str:
     if not email and not required:
         return ""
     if len(email) > 254 or not _EMAIL.match(email):
-        raise CustomerError("Enter an email address such as name@example.com.", field="email")
+        raise CustomerError(_("Enter an email address such as name@example.com."), field="email")
     return email
 
 
@@ -96,7 +97,9 @@ def _check_class(db: Session, reseller_id: int, class_id: int | None) -> int | N
         return None
     klass = db.get(CustomerClass, class_id)
     if klass is None or klass.reseller_id != reseller_id:
-        raise CustomerError("Choose a customer class of this reseller.", field="customer_class_id")
+        raise CustomerError(
+            _("Choose a customer class of this reseller."), field="customer_class_id"
+        )
     return klass.id
 
 
@@ -125,17 +128,19 @@ def create_customer(
     """Create a customer account of `reseller` (the permanent limit only for postpaid)."""
     number, name = (number or "").strip(), (name or "").strip()
     if not _NUMBER.match(number):
-        raise CustomerError("Use 1-32 letters, digits or dashes.", field="number")
+        raise CustomerError(_("Use 1-32 letters, digits or dashes."), field="number")
     if db.scalar(select(Account.id).where(Account.number == number)):
-        raise CustomerError(f"Account number {number} is already taken.", field="number")
+        raise CustomerError(
+            _("Account number %(number)s is already taken.", number=number), field="number"
+        )
     if not name or len(name) > 200:
-        raise CustomerError("Enter a name (at most 200 characters).", field="name")
+        raise CustomerError(_("Enter a name (at most 200 characters)."), field="name")
     if currency not in supported_currencies():
-        raise CustomerError("Choose a supported currency.", field="currency")
+        raise CustomerError(_("Choose a supported currency."), field="currency")
     billing_model = BillingModel(billing_model)
     if credit_limit_minor < 0 or (credit_limit_minor and billing_model != BillingModel.POSTPAID):
         raise CustomerError(
-            "A Permanent Credit Limit is only for postpaid customers.", field="credit_limit"
+            _("A Permanent Credit Limit is only for postpaid customers."), field="credit_limit"
         )
     account = Account(
         reseller_id=reseller.id,
@@ -178,7 +183,7 @@ def update_customer(
     """Edit a customer's name, email, status and customer class."""
     name = (name or "").strip()
     if not name or len(name) > 200:
-        raise CustomerError("Enter a name (at most 200 characters).", field="name")
+        raise CustomerError(_("Enter a name (at most 200 characters)."), field="name")
     before = _snapshot(account)
     account.name = name
     account.email = _clean_email(email, required=False)
@@ -209,17 +214,18 @@ def check_password_rules(password: str) -> None:
     """Refuse passwords that are too short or too long."""
     if len(password or "") < MIN_PASSWORD:
         raise CustomerError(
-            f"Use a password of at least {MIN_PASSWORD} characters.", field="password"
+            _("Use a password of at least %(min_password)s characters.", min_password=MIN_PASSWORD),
+            field="password",
         )
     if len(password) > 200:
-        raise CustomerError("Use a password of at most 200 characters.", field="password")
+        raise CustomerError(_("Use a password of at most 200 characters."), field="password")
 
 
 def check_new_user_email(db: Session, email: str) -> str:
     """A valid email that no user has yet (case-insensitive)."""
     email = _clean_email(email, required=True)
     if db.scalar(select(User.id).where(func.lower(User.email) == email)):
-        raise CustomerError("A user with this email already exists.", field="email")
+        raise CustomerError(_("A user with this email already exists."), field="email")
     return email
 
 
@@ -273,7 +279,7 @@ def update_customer_user(
 ) -> User:
     """Edit a customer user; a new password (if given) also signs out their sessions."""
     if user.role != Role.CUSTOMER:
-        raise CustomerError("Only customer users are edited here.")
+        raise CustomerError(_("Only customer users are edited here."))
     before = _user_snapshot(user)
     user.name = (name or "").strip()[:200]
     user.can_redeem_vouchers = bool(can_redeem_vouchers)

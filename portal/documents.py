@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from portal import ROOT
 from portal.domain import NotFound
+from portal.i18n import _, current_language
 from portal.models import (
     Account,
     EntryKind,
@@ -30,7 +31,7 @@ from portal.models import (
     Receipt,
     Reseller,
 )
-from portal.templating import FILTERS
+from portal.templating import FILTERS, GETTEXT
 
 STYLESHEET = ROOT / "static" / "css" / "document.css"
 # WeasyPrint logs every rendering step at INFO: noise in the app's log.
@@ -47,6 +48,10 @@ def environment() -> Environment:
         lstrip_blocks=True,
     )
     env.filters.update(FILTERS)
+    # `_()` and `ngettext()` as in the app's templates: the request's language, else English
+    # (or the language given to portal.i18n.rendering_in).
+    env.add_extension("jinja2.ext.i18n")
+    env.install_gettext_callables(**GETTEXT, newstyle=True)
     return env
 
 
@@ -127,7 +132,7 @@ def invoice_document(db: Session, invoice: Invoice) -> Document:
     )
     return Document(
         kind="invoice",
-        title="Invoice",
+        title=_("Invoice"),
         number=invoice_number(invoice),
         status=invoice.status.value,
         currency=invoice.currency,
@@ -166,7 +171,7 @@ def receipt_document(db: Session, receipt: Receipt) -> Document:
     seller, buyer = _parties(db, receipt.reseller_id, receipt.account_id)
     return Document(
         kind="receipt",
-        title="Receipt",
+        title=_("Receipt"),
         number=receipt_number(receipt),
         status="paid",
         currency=receipt.currency,
@@ -186,7 +191,8 @@ def receipt_document(db: Session, receipt: Receipt) -> Document:
 
 def render_html(document: Document) -> str:
     """The document as a standalone HTML page (what WeasyPrint prints)."""
-    return environment().get_template("documents/pdf.html").render(document=document)
+    page = environment().get_template("documents/pdf.html")
+    return page.render(document=document, document_language=current_language())
 
 
 def render_pdf(document: Document) -> bytes:
@@ -207,7 +213,7 @@ def get_receipt(db: Session, *, account_id: int, receipt_id: int) -> Receipt:
         select(Receipt).where(Receipt.id == receipt_id, Receipt.account_id == account_id)
     )
     if receipt is None:
-        raise NotFound("No such receipt.")
+        raise NotFound(_("No such receipt."))
     return receipt
 
 
@@ -227,7 +233,7 @@ def receipts_of_entries(db: Session, entries: list[LedgerEntry]) -> dict[int, Re
     """The receipt of each ledger entry that credited a card payment (entry id -> receipt)."""
     payment_of_entry = {}
     for entry in entries:
-        kind, _, raw_id = entry.idempotency_key.partition(":")
+        kind, _sep, raw_id = entry.idempotency_key.partition(":")
         if kind == "payment" and raw_id.isdigit() and len(raw_id) < 19:
             payment_of_entry[int(raw_id)] = entry.id
     if not payment_of_entry:
@@ -242,7 +248,7 @@ def attachment_refs(*documents: Invoice | Receipt) -> tuple[str, ...]:
 
 
 def _attached(db: Session, ref: str) -> Document | None:
-    kind, _, raw_id = ref.partition(":")
+    kind, _sep, raw_id = ref.partition(":")
     model = {"invoice": Invoice, "receipt": Receipt}.get(kind)
     found = db.get(model, int(raw_id)) if model and raw_id.isdigit() and len(raw_id) < 19 else None
     if found is None:
@@ -260,7 +266,7 @@ def attachment_files(db: Session, refs: str) -> list[tuple[str, bytes]]:
     for ref in _refs(refs):
         document = _attached(db, ref)
         if document is None:
-            raise NotFound(f"The attached document {ref} no longer exists.")
+            raise NotFound(_("The attached document %(ref)s no longer exists.", ref=ref))
         files.append((document.filename, render_pdf(document)))
     return files
 

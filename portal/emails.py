@@ -11,10 +11,12 @@ from __future__ import annotations
 from datetime import date, datetime
 
 from flask import current_app, has_app_context
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from portal import documents, notifications
-from portal.models import Account, Invoice, Receipt
+from portal.i18n import DEFAULT_LOCALE, rendering_in
+from portal.models import Account, Invoice, Receipt, User
 
 
 def portal_url() -> str:
@@ -22,14 +24,23 @@ def portal_url() -> str:
     return current_app.config.get("PUBLIC_URL", "").rstrip("/") if has_app_context() else ""
 
 
-def render_email(template: str, **context) -> tuple[str, str, str]:
-    """(subject, text, html) of `template` with `context`."""
+def recipient_language(db: Session, account: Account) -> str:
+    """The language the account's mails are written in: its first user's preferred language."""
+    language = db.scalar(
+        select(User.language).where(User.account_id == account.id).order_by(User.id).limit(1)
+    )
+    return language or DEFAULT_LOCALE
+
+
+def render_email(template: str, language: str = DEFAULT_LOCALE, **context) -> tuple[str, str, str]:
+    """(subject, text, html) of `template` with `context`, written in `language`."""
     env = documents.environment()
-    context = {"portal_url": portal_url(), **context}
-    text = env.get_template(f"email/{template}.txt").make_module(context)
-    subject = " ".join(str(getattr(text, "subject", "")).split())
-    html = env.get_template(f"email/{template}.html").render(subject=subject, **context)
-    return subject, str(text).strip() + "\n", html
+    context = {"portal_url": portal_url(), "email_language": language, **context}
+    with rendering_in(language):
+        text = env.get_template(f"email/{template}.txt").make_module(context)
+        subject = " ".join(str(getattr(text, "subject", "")).split())
+        html = env.get_template(f"email/{template}.html").render(subject=subject, **context)
+        return subject, str(text).strip() + "\n", html
 
 
 def queue_email(
@@ -43,7 +54,8 @@ def queue_email(
     **context,
 ) -> bool:
     """Queue `template` for the account; False if `dedupe_key` was already used."""
-    subject, text, html = render_email(template, account=account, **context)
+    language = recipient_language(db, account)
+    subject, text, html = render_email(template, language, account=account, **context)
     return notifications.notify(
         db,
         account=account,

@@ -8,26 +8,52 @@ from flask import Flask, current_app, g, render_template
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
+from portal.i18n import N_, _
 from portal.web import is_htmx
 
 log = logging.getLogger(__name__)
 
 MESSAGES = {
-    400: ("Bad request", "The request could not be understood. Please check what you sent."),
-    403: ("Not allowed", "You do not have permission to see this page."),
-    404: ("Not found", "There is nothing here. It may have moved, or it is not yours to see."),
-    405: ("Not allowed", "That action is not available here."),
-    413: ("Too large", "What you sent is too large."),
-    429: ("Too many attempts", "Too many attempts. Please wait a moment and try again."),
-    500: ("Something went wrong", "We could not finish this. Nothing was changed; please retry."),
-    503: ("Temporarily unavailable", "The service is briefly unavailable. Please retry shortly."),
+    400: (
+        N_("Bad request"),
+        N_("The request could not be understood. Please check what you sent."),
+    ),
+    403: (
+        N_("Not allowed"),
+        N_("You do not have permission to see this page."),
+    ),
+    404: (
+        N_("Not found"),
+        N_("There is nothing here. It may have moved, or it is not yours to see."),
+    ),
+    405: (
+        N_("Not allowed"),
+        N_("That action is not available here."),
+    ),
+    413: (
+        N_("Too large"),
+        N_("What you sent is too large."),
+    ),
+    429: (
+        N_("Too many attempts"),
+        N_("Too many attempts. Please wait a moment and try again."),
+    ),
+    500: (
+        N_("Something went wrong"),
+        N_("We could not finish this. Nothing was changed; please retry."),
+    ),
+    503: (
+        N_("Temporarily unavailable"),
+        N_("The service is briefly unavailable. Please retry shortly."),
+    ),
 }
 
 
 def render_error(code: int, detail: str | None = None):
     title, message = MESSAGES.get(code, MESSAGES[500])
     template = "errors/_error.html" if is_htmx() else "errors/error.html"
-    return render_template(template, code=code, title=title, message=detail or message), code
+    page = render_template(template, code=code, title=_(title), message=detail or _(message))
+    return page, code
 
 
 def init_app(app: Flask) -> None:
@@ -38,7 +64,10 @@ def init_app(app: Flask) -> None:
         if isinstance(exc, CSRFError):
             return render_error(
                 400,
-                "Your form expired or was not sent from this site. Reload the page and try again.",
+                _(
+                    "Your form expired or was not sent from this site. Reload the page and try"
+                    " again."
+                ),
             )
         response = render_error(exc.code or 500)
         # werkzeug's TooManyRequests has retry_after=None; "Retry-After: None" made

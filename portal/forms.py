@@ -6,6 +6,7 @@ from wtforms import DateField, StringField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import ValidationError
 
+from portal.i18n import money_error
 from portal.money import MoneyError, parse_amount
 
 
@@ -39,7 +40,7 @@ class MoneyField(StringField):
             )
         except MoneyError as exc:
             self.minor = None
-            raise ValidationError(str(exc)) from exc
+            raise ValidationError(money_error(str(exc))) from exc
 
 
 class DayField(DateField):

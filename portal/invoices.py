@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from portal import emails, ledger
 from portal.domain import NotFound, ValidationFailed
+from portal.i18n import _
 from portal.models import (
     Account,
     BillingModel,
@@ -208,7 +209,7 @@ def review_billing_details(db: Session, *, account: Account, now: datetime | Non
     now = now or utcnow()
     subscription = _subscription(db, account.id)
     if subscription is None:
-        raise NotFound("There is no active subscription to bill.")
+        raise NotFound(_("There is no active subscription to bill."))
     due = periods_due(db, subscription, now)
     if due:
         draft = _draft(db, account, subscription, due[0])
@@ -260,7 +261,7 @@ def generate_for_account(
     """
     now = now or utcnow()
     made = []
-    for _ in range(MAX_CATCH_UP):
+    for _attempt in range(MAX_CATCH_UP):
         invoice = _generate_next(db, account_id=account_id, now=now, send=send)
         if invoice is None:
             break
@@ -334,7 +335,7 @@ def send_invoice(
 ) -> None:
     """Email the invoice with a link and its PDF (through the outbox) and mark it sent."""
     if invoice.status == InvoiceStatus.VOID:
-        raise ValidationFailed("A void invoice cannot be sent.")
+        raise ValidationFailed(_("A void invoice cannot be sent."))
     key = f"invoice:{invoice.id}" + (f":resend:{now.isoformat()}" if resend else "")
     emails.invoice_email(
         db, account=account, invoice=invoice, due_on=_due_shown(invoice), dedupe_key=key
@@ -419,15 +420,15 @@ def void_invoice(
     """
     reason = " ".join((reason or "").split())
     if not reason:
-        raise ValidationFailed("Give a reason for the credit note.", field="reason")
+        raise ValidationFailed(_("Give a reason for the credit note."), field="reason")
     if len(reason) > 300:
-        raise ValidationFailed("Keep the reason under 300 characters.", field="reason")
+        raise ValidationFailed(_("Keep the reason under 300 characters."), field="reason")
     now = now or utcnow()
     account = ledger.lock_account(db, invoice.account_id)
     invoice = db.get(Invoice, invoice.id, populate_existing=True)
     if invoice.status == InvoiceStatus.VOID:
         db.rollback()
-        raise ValidationFailed("This invoice is already void.")
+        raise ValidationFailed(_("This invoice is already void."))
     number = take_number(db, InvoiceCounter, invoice.reseller_id, column="last_credit_note")
     note = CreditNote(
         reseller_id=invoice.reseller_id,
@@ -582,12 +583,12 @@ def invoices_for(db: Session, account_id: int) -> list[Invoice]:
 def get_invoice(db: Session, *, account_id: int, invoice_id: int) -> Invoice:
     """One invoice of the account; another account's id raises NotFound."""
     if not 0 < invoice_id < 2**63:  # larger ids cannot exist (and SQLite cannot bind them)
-        raise NotFound("No such invoice.")
+        raise NotFound(_("No such invoice."))
     invoice = db.scalar(
         select(Invoice).where(Invoice.id == invoice_id, Invoice.account_id == account_id)
     )
     if invoice is None:
-        raise NotFound("No such invoice.")
+        raise NotFound(_("No such invoice."))
     return invoice
 
 

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from portal import emails, ledger
 from portal.domain import DomainError, NotFound, ValidationFailed
+from portal.i18n import _, format_amount
 from portal.models import (
     Account,
     AccountAddOn,
@@ -217,7 +218,13 @@ class LicenseViolation:
 
     @property
     def message(self) -> str:
-        return f"You use {self.used} {self.label}; {self.plan_name} allows {self.limit}."
+        return _(
+            "You use %(used)s %(label)s; %(plan)s allows %(limit)s.",
+            used=self.used,
+            label=self.label,
+            plan=self.plan_name,
+            limit=self.limit,
+        )
 
 
 def get_subscription(db: Session, account: Account) -> Subscription | None:
@@ -301,6 +308,11 @@ class PlanChangePreview:
         return "upgrade" if difference > 0 else "downgrade" if difference < 0 else "same price"
 
     @property
+    def days_shown(self) -> str:
+        """`days_in_words` in the reader's language (ledger descriptions keep the English)."""
+        return _("%(left)s of %(total)s days left", left=self.days_left, total=self.days_in_period)
+
+    @property
     def days_in_words(self) -> str:
         return f"{self.days_left} of {self.days_in_period} days left"
 
@@ -310,8 +322,8 @@ class PlanChangePreview:
         high, low = sorted((self.new_plan.price_minor, self.current_plan.price_minor))[::-1]
         amount = self.charge_minor or self.reserve_minor
         return (
-            f"({format_money(high, self.currency)} - {format_money(low, self.currency)})"
-            f" \u00d7 {self.days_in_words} = {format_money(amount, self.currency)}"
+            f"({format_amount(high, self.currency)} - {format_amount(low, self.currency)})"
+            f" \u00d7 {self.days_shown} = {format_amount(amount, self.currency)}"
         )
 
     @property
@@ -348,7 +360,7 @@ def list_plans(db: Session, account: Account) -> list[Plan]:
 def _plan_for(db: Session, account: Account, plan_id: int) -> Plan:
     plan = db.get(Plan, plan_id) if 0 < plan_id <= _MAX_ID else None
     if plan is None or not plan.active or plan.currency != account.currency:
-        raise NotFound("That plan is not available.", field="plan_id")
+        raise NotFound(_("That plan is not available."), field="plan_id")
     return plan
 
 
@@ -358,10 +370,12 @@ def preview_plan_change(
     """What changing to `plan_id` today would cost or grant, and what would block it."""
     subscription = get_subscription(db, account)
     if subscription is None:
-        raise PlanChangeRefused("Your account has no plan yet; ask your provider to set one up.")
+        raise PlanChangeRefused(_("Your account has no plan yet; ask your provider to set one up."))
     new_plan = _plan_for(db, account, plan_id)
     if new_plan.id == subscription.plan_id:
-        raise ValidationFailed(f"You are already on {new_plan.name}.", field="plan_id")
+        raise ValidationFailed(
+            _("You are already on %(name)s.", name=new_plan.name), field="plan_id"
+        )
     today = today or utcnow().date()
     period = billing_period(subscription.anchor_day, today)
     days_left = period.days_left(today)
@@ -413,14 +427,16 @@ def change_plan(
         locked = ledger.lock_account(db, account.id)
         if _replayed_change(db, locked, idempotency_key):
             db.rollback()
-            raise PlanChangeRefused("This plan change has already been made.")
+            raise PlanChangeRefused(_("This plan change has already been made."))
         preview = preview_plan_change(db, account=locked, plan_id=plan_id, today=now.date())
         if preview.violations:
             raise PlanChangeRefused(" ".join(v.message for v in preview.violations))
         if confirmed_terms is not None and confirmed_terms != preview.terms:
             raise PlanChangeRefused(
-                "The terms changed since your preview (a new day or billing period began)."
-                " Check the new preview and confirm again."
+                _(
+                    "The terms changed since your preview (a new day or billing period began)."
+                    " Check the new preview and confirm again."
+                )
             )
         subscription = get_subscription(db, locked)
         charge_fees_due(db, account=locked, subscription=subscription, today=now.date(), at=now)
@@ -463,9 +479,12 @@ def _settle_change(
             )
         except ledger.InsufficientFunds as exc:
             raise PlanChangeRefused(
-                f"Your available funds ({format_money(exc.available_minor, account.currency)})"
-                f" do not cover the {format_money(preview.charge_minor, account.currency)}"
-                " upgrade charge. Add credit first."
+                _(
+                    "Your available funds (%(available)s) do not cover the %(charge)s"
+                    " upgrade charge. Add credit first.",
+                    available=format_amount(exc.available_minor, account.currency),
+                    charge=format_amount(preview.charge_minor, account.currency),
+                )
             ) from exc
     if not preview.reserve_minor:
         return None
@@ -507,7 +526,7 @@ def list_addons(db: Session, account: Account) -> list[AddOn]:
 def _addon_for(db: Session, account: Account, addon_id: int) -> AddOn:
     addon = db.get(AddOn, addon_id) if 0 < addon_id <= _MAX_ID else None
     if addon is None or not addon.active or addon.currency != account.currency:
-        raise NotFound("That add-on is not available.")
+        raise NotFound(_("That add-on is not available."))
     return addon
 
 
@@ -528,7 +547,7 @@ def buy_addon(
 ) -> AddOnPurchase:
     """Buy add-on units: reserve credit first (soonest-expiring), then balance. Commits."""
     if not isinstance(quantity, int) or not 1 <= quantity <= MAX_ADDON_QUANTITY:
-        message = f"Enter a quantity from 1 to {MAX_ADDON_QUANTITY}."
+        message = _("Enter a quantity from 1 to %(max)s.", max=MAX_ADDON_QUANTITY)
         raise ValidationFailed(message, field="quantity")
     try:
         addon = _addon_for(db, account, addon_id)
@@ -561,9 +580,13 @@ def _pay_addon(
     available = ledger.available_funds(account)
     if available < from_balance:
         raise PurchaseRefused(
-            f"This costs {format_money(total, account.currency)}: reserve credit covers"
-            f" {format_money(from_reserve, account.currency)} and your available funds"
-            f" ({format_money(available, account.currency)}) do not cover the rest."
+            _(
+                "This costs %(total)s: reserve credit covers %(reserve)s and your available"
+                " funds (%(available)s) do not cover the rest.",
+                total=format_amount(total, account.currency),
+                reserve=format_amount(from_reserve, account.currency),
+                available=format_amount(available, account.currency),
+            )
         )
     what = f"{addon.label} \u00d7 {quantity}"
     taken = ledger.consume_reserve(
@@ -619,5 +642,5 @@ def get_reserve_grant(db: Session, account: Account, grant_id: int) -> ReserveGr
     """One grant of this account (another account's id is simply not found)."""
     grant = db.get(ReserveGrant, grant_id) if 0 < grant_id <= _MAX_ID else None
     if grant is None or grant.account_id != account.id:
-        raise NotFound("That reserve credit grant does not exist.")
+        raise NotFound(_("That reserve credit grant does not exist."))
     return grant

@@ -5,41 +5,53 @@ from __future__ import annotations
 from flask import Flask, current_app, g, request, url_for
 from flask_login import current_user
 
-from portal.money import format_money, format_plain
+from portal.i18n import (
+    LANGUAGES,
+    _l,
+    current_language,
+    format_amount,
+    format_day,
+    format_moment,
+    format_number,
+    label,
+    plain_gettext,
+    plain_ngettext,
+)
+from portal.money import format_plain
 
 CUSTOMER_NAV = [
-    ("billing.home", "Home"),
-    ("billing.balance", "Account balance"),
-    ("billing.plan", "Change plan"),
-    ("billing.license", "Plan license"),
-    ("billing.topup_settings", "Top-up settings"),
-    ("billing.cards", "Payment cards"),
-    ("billing.reserve", "Reserve credit"),
-    ("billing.redeem", "Redeem voucher"),
-    ("billing.transfer", "Transfer funds"),
-    ("billing.invoices", "Invoices"),
-    ("billing.receipts", "Receipts"),
-    ("billing.notices", "Notices"),
+    ("billing.home", _l("Home")),
+    ("billing.balance", _l("Account balance")),
+    ("billing.plan", _l("Change plan")),
+    ("billing.license", _l("Plan license")),
+    ("billing.topup_settings", _l("Top-up settings")),
+    ("billing.cards", _l("Payment cards")),
+    ("billing.reserve", _l("Reserve credit")),
+    ("billing.redeem", _l("Redeem voucher")),
+    ("billing.transfer", _l("Transfer funds")),
+    ("billing.invoices", _l("Invoices")),
+    ("billing.receipts", _l("Receipts")),
+    ("billing.notices", _l("Notices")),
 ]
 ADMIN_NAV = [
-    ("admin.index", "Overview"),
-    ("admin.customers", "Customers"),
-    ("admin.billing", "Billing"),
-    ("admin.users", "Users"),
-    ("admin.topup_cards", "Top-up cards"),
-    ("admin.card_codes", "Card codes"),
-    ("admin.payments", "Payments"),
-    ("admin.customer_classes", "Customer classes"),
-    ("admin.audit_log", "Audit log"),
-    ("admin.api_tokens", "API tokens"),
-    ("admin.outbox", "Outbox"),
+    ("admin.index", _l("Overview")),
+    ("admin.customers", _l("Customers")),
+    ("admin.billing", _l("Billing")),
+    ("admin.users", _l("Users")),
+    ("admin.topup_cards", _l("Top-up cards")),
+    ("admin.card_codes", _l("Card codes")),
+    ("admin.payments", _l("Payments")),
+    ("admin.customer_classes", _l("Customer classes")),
+    ("admin.audit_log", _l("Audit log")),
+    ("admin.api_tokens", _l("API tokens")),
+    ("admin.outbox", _l("Outbox")),
 ]
 OPERATOR_NAV = [
-    ("admin.resellers", "Resellers"),
-    ("admin.plans", "Plans"),
-    ("admin.addons", "Add-ons"),
-    ("admin.topup_products", "Top-up products"),
-    ("admin.settings", "Settings"),
+    ("admin.resellers", _l("Resellers")),
+    ("admin.plans", _l("Plans")),
+    ("admin.addons", _l("Add-ons")),
+    ("admin.topup_products", _l("Top-up products")),
+    ("admin.settings", _l("Settings")),
 ]
 
 
@@ -65,11 +77,16 @@ def url_with(endpoint: str, **overrides) -> str:
 
 # Shared with the app-less environment that renders documents and emails (portal.documents).
 FILTERS = {
-    "money": format_money,
+    "money": format_amount,
     "money_plain": format_plain,
-    "datetime": lambda d: d.strftime("%d %b %Y %H:%M") if d else "",
-    "date": lambda d: d.strftime("%d %b %Y") if d else "",
+    "datetime": format_moment,
+    "date": format_day,
+    "number": format_number,
+    "label": label,
 }
+# The same `_`/`ngettext` for that environment: the request's language, else English (or the
+# language set with portal.i18n.rendering_in).
+GETTEXT = {"gettext": plain_gettext, "ngettext": plain_ngettext}
 
 
 def init_app(app: Flask) -> None:
@@ -78,4 +95,9 @@ def init_app(app: Flask) -> None:
 
     @app.context_processor
     def inject_navigation():
-        return {"navigation": navigation(), "htmx_version": "2.0.11"}
+        return {
+            "navigation": navigation(),
+            "htmx_version": "2.0.11",
+            "languages": LANGUAGES,
+            "current_language": current_language(),
+        }

@@ -46,6 +46,7 @@ from sqlalchemy.orm import Session
 
 from portal import audit
 from portal.domain import NotFound, PermissionDenied, ValidationFailed
+from portal.i18n import _, format_number
 from portal.models import (
     Account,
     BatchStatus,
@@ -188,7 +189,7 @@ def tenant_reseller_id(actor: User) -> int | None:
     if actor.role == Role.OPERATOR:
         return None
     if actor.role != Role.RESELLER_ADMIN or actor.reseller_id is None:
-        raise PermissionDenied("Only administrators manage top-up cards.")
+        raise PermissionDenied(_("Only administrators manage top-up cards."))
     return actor.reseller_id
 
 
@@ -335,23 +336,34 @@ def _page(db, rows, conditions, sort, cursor, backwards, more) -> CardPage:
 
 def _validate_batch(db: Session, *, amount_minor, quantity, series, pin_length, expires_at):
     if not isinstance(amount_minor, int) or amount_minor <= 0:
-        raise ValidationFailed("Enter an amount greater than zero.", field="amount")
+        raise ValidationFailed(_("Enter an amount greater than zero."), field="amount")
     if amount_minor > MAX_AMOUNT_MINOR:
-        raise ValidationFailed("That amount is too large for a top-up card.", field="amount")
+        raise ValidationFailed(_("That amount is too large for a top-up card."), field="amount")
     if not isinstance(quantity, int) or not 1 <= quantity <= MAX_QUANTITY:
-        raise ValidationFailed(f"Enter a quantity from 1 to {MAX_QUANTITY:,}.", field="quantity")
+        raise ValidationFailed(
+            _("Enter a quantity from 1 to %(max)s.", max=format_number(MAX_QUANTITY)),
+            field="quantity",
+        )
     if not SERIES_PATTERN.match(series or ""):
-        raise ValidationFailed("Use 1 to 20 letters or digits for the series.", field="series")
+        raise ValidationFailed(_("Use 1 to 20 letters or digits for the series."), field="series")
     if not isinstance(pin_length, int) or pin_length < MIN_PIN_LENGTH:
         raise ValidationFailed(
-            f"The PIN length can be no less than {MIN_PIN_LENGTH} digits.", field="pin_length"
+            _(
+                "The PIN length can be no less than %(min_pin_length)s digits.",
+                min_pin_length=MIN_PIN_LENGTH,
+            ),
+            field="pin_length",
         )
     if pin_length > MAX_PIN_LENGTH:
         raise ValidationFailed(
-            f"The PIN length can be at most {MAX_PIN_LENGTH} digits.", field="pin_length"
+            _(
+                "The PIN length can be at most %(max_pin_length)s digits.",
+                max_pin_length=MAX_PIN_LENGTH,
+            ),
+            field="pin_length",
         )
     if expires_at is None or expires_at <= utcnow():
-        raise ValidationFailed("Choose an expiration date in the future.", field="expires_at")
+        raise ValidationFailed(_("Choose an expiration date in the future."), field="expires_at")
     _check_guessability(db, quantity=quantity, pin_length=pin_length)
 
 
@@ -404,7 +416,7 @@ def plan_batch(
     series = (series or "").strip()
     reseller = db.get(Reseller, reseller_id)
     if reseller is None:
-        raise ValidationFailed("Choose a reseller.", field="reseller_id")
+        raise ValidationFailed(_("Choose a reseller."), field="reseller_id")
     _validate_batch(
         db,
         amount_minor=amount_minor,
@@ -551,7 +563,7 @@ def _generate_chunk(db: Session, batch_id: int) -> TopupCardBatch:
     """Insert the next chunk of a batch in one transaction; commits."""
     batch = db.scalar(select(TopupCardBatch).where(TopupCardBatch.id == batch_id).with_for_update())
     if batch is None:
-        raise NotFound("That batch no longer exists.")
+        raise NotFound(_("That batch no longer exists."))
     if db.get_bind().dialect.name == "sqlite":
         # The random PIN hashes and serials land all over their indexes; SQLite's default 2 MB
         # page cache then thrashes and inserting 100,000 cards takes 3x longer.
@@ -675,7 +687,7 @@ def _background(app, batch_id: int) -> None:
 def resume_batch(db: Session, *, batch: TopupCardBatch, actor: User) -> TopupCardBatch:
     """Continue a batch whose generation stopped (e.g. the server restarted)."""
     if batch.status != BatchStatus.RUNNING:
-        raise ValidationFailed("This batch is not waiting to be generated.")
+        raise ValidationFailed(_("This batch is not waiting to be generated."))
     audit.record(
         db,
         actor_user_id=actor.id,
@@ -719,7 +731,7 @@ def mass_edit(
         values.update(reseller_id=target.id)
         changed.append(TopupCard.reseller_id != target.id)
     if not values:
-        raise ValidationFailed("Choose “set to” for at least one field.")
+        raise ValidationFailed(_("Choose “set to” for at least one field."))
     conditions = [*scope.conditions(actor), TopupCard.status != CardStatus.ACTIVATED]
     result = db.execute(
         update(TopupCard)
@@ -734,10 +746,10 @@ def mass_edit(
 
 def _target_reseller(db: Session, actor: User, reseller_id: int, scope: Scope) -> Reseller:
     if actor.role != Role.OPERATOR:
-        raise PermissionDenied("Only the operator can move cards to another company.")
+        raise PermissionDenied(_("Only the operator can move cards to another company."))
     target = db.get(Reseller, reseller_id)
     if target is None:
-        raise ValidationFailed("Choose a company.", field="reseller_id")
+        raise ValidationFailed(_("Choose a company."), field="reseller_id")
     other_currency = db.scalar(
         select(TopupCard.id)
         .where(*scope.conditions(actor), TopupCard.status != CardStatus.ACTIVATED)
@@ -746,7 +758,11 @@ def _target_reseller(db: Session, actor: User, reseller_id: int, scope: Scope) -
     )
     if other_currency is not None:
         raise ValidationFailed(
-            f"Some of these cards are not in {target.currency}, the currency of {target.name}.",
+            _(
+                "Some of these cards are not in %(currency)s, the currency of %(name)s.",
+                currency=target.currency,
+                name=target.name,
+            ),
             field="reseller_id",
         )
     return target
@@ -768,7 +784,7 @@ def _record_scope_action(db, actor: User, action: str, scope: Scope, values, cou
 def delete_cards(db: Session, *, scope: Scope, confirmation: str, actor: User) -> int:
     """Delete the cards in scope after the admin typed DELETE; ledger entries stay untouched."""
     if (confirmation or "").strip() != "DELETE":
-        raise ValidationFailed("Type DELETE to confirm.", field="confirmation")
+        raise ValidationFailed(_("Type DELETE to confirm."), field="confirmation")
     # Ledger entries name a redeemed card by its serial (text), so removing rows loses no money.
     result = db.execute(
         delete(TopupCard)
@@ -783,7 +799,7 @@ def delete_cards(db: Session, *, scope: Scope, confirmation: str, actor: User) -
 def reveal_pin(db: Session, *, card: TopupCard, actor: User) -> str:
     """Decrypt one card's PIN for an admin and write the audit row."""
     if db.scalar(select(TopupCard.id).where(TopupCard.id == card.id, visible_condition())) is None:
-        raise NotFound("That card does not exist.")
+        raise NotFound(_("That card does not exist."))
     pin = vault().decrypt(card.pin_encrypted)
     audit.record(
         db,
@@ -845,5 +861,5 @@ def export_csv(db: Session, *, scope: Scope, actor: User) -> str:
 def batch_scope(db: Session, *, batch: TopupCardBatch) -> Scope:
     """The scope of one finished batch (for its CSV)."""
     if batch.status != BatchStatus.DONE:
-        raise ValidationFailed("The batch is still being generated.")
+        raise ValidationFailed(_("The batch is still being generated."))
     return Scope(filters=CardFilters(batch_id=batch.id))

@@ -10,8 +10,8 @@ from sqlalchemy.orm import Session
 from portal import invoices, ledger
 from portal.credit import transfers_resolved
 from portal.domain import DomainError, ValidationFailed
+from portal.i18n import _, format_amount
 from portal.models import Account, AccountStatus, EntryKind
-from portal.money import format_money
 
 NUMBER_MAX_LENGTH = 32
 
@@ -42,32 +42,39 @@ def _find_recipient(db: Session, sender: Account, recipient_number: str) -> Acco
     # Unknown numbers and other resellers' accounts get the same answer: they don't exist here.
     if recipient is None:
         raise ValidationFailed(
-            "No account with that number can receive transfers from you. Check the number.",
+            _("No account with that number can receive transfers from you. Check the number."),
             field="recipient",
         )
     if recipient.id == sender.id:
-        raise ValidationFailed("You cannot transfer to your own account.", field="recipient")
+        raise ValidationFailed(_("You cannot transfer to your own account."), field="recipient")
     return recipient
 
 
 def _check_rules(sender: Account, recipient: Account, amount_minor: int) -> None:
     if not transfers_resolved(sender) or sender.status != AccountStatus.ACTIVE:
-        raise TransferRefused("Your account is not allowed to transfer funds.")
+        raise TransferRefused(_("Your account is not allowed to transfer funds."))
     if not transfers_resolved(recipient) or recipient.status != AccountStatus.ACTIVE:
         raise TransferRefused(
-            f"Account {recipient.number} is not allowed to receive transfers.", field="recipient"
+            _("Account %(number)s is not allowed to receive transfers.", number=recipient.number),
+            field="recipient",
         )
     if recipient.currency != sender.currency:
         raise TransferRefused(
-            f"Account {recipient.number} is in {recipient.currency}; transfers need the same"
-            " currency.",
+            _(
+                "Account %(number)s is in %(currency)s; transfers need the same currency.",
+                number=recipient.number,
+                currency=recipient.currency,
+            ),
             field="recipient",
         )
     available = ledger.available_funds(sender)
     if available - amount_minor < 0:
         raise TransferRefused(
-            f"Your available funds ({format_money(available, sender.currency)}) do not cover"
-            f" {format_money(amount_minor, sender.currency)}.",
+            _(
+                "Your available funds (%(available)s) do not cover %(amount)s.",
+                available=format_amount(available, sender.currency),
+                amount=format_amount(amount_minor, sender.currency),
+            ),
             field="amount",
         )
 
@@ -90,7 +97,7 @@ def review_transfer(
 ) -> TransferReview:
     """The same checks as `transfer_funds`, without locks or writes. Raises the same errors."""
     if not isinstance(amount_minor, int) or isinstance(amount_minor, bool) or amount_minor <= 0:
-        raise ValidationFailed("Enter an amount greater than zero.", field="amount")
+        raise ValidationFailed(_("Enter an amount greater than zero."), field="amount")
     recipient = _find_recipient(db, sender_account, recipient_number)
     _check_rules(sender_account, recipient, amount_minor)
     return TransferReview(
@@ -115,7 +122,7 @@ def transfer_funds(
 ) -> Transfer:
     """Move available funds to another account of the same reseller. Commits."""
     if not isinstance(amount_minor, int) or isinstance(amount_minor, bool) or amount_minor <= 0:
-        raise ValidationFailed("Enter an amount greater than zero.", field="amount")
+        raise ValidationFailed(_("Enter an amount greater than zero."), field="amount")
     try:
         recipient = _find_recipient(db, sender_account, recipient_number)
         # Fixed lock order (ascending id): crossing transfers A->B and B->A never deadlock.

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from portal import invoices, ledger
 from portal.domain import DomainError, PermissionDenied
+from portal.i18n import _, ngettext
 from portal.models import (
     Account,
     CardStatus,
@@ -79,8 +80,14 @@ def _refuse_if_locked(db: Session, *, user_id: int, client_ip: str, now: datetim
     seconds = max(1, math.ceil((until - now).total_seconds()))
     minutes = math.ceil(seconds / 60)
     raise RedeemLocked(
-        f"Too many wrong PINs. Redeeming is locked; try again at {until:%H:%M} UTC"
-        f" (in {minutes} minute{'s' if minutes != 1 else ''}).",
+        ngettext(
+            "Too many wrong PINs. Redeeming is locked; try again at %(time)s UTC"
+            " (in %(num)s minute).",
+            "Too many wrong PINs. Redeeming is locked; try again at %(time)s UTC"
+            " (in %(num)s minutes).",
+            minutes,
+            time=f"{until:%H:%M}",
+        ),
         retry_at=until,
         retry_after=seconds,
     )
@@ -132,7 +139,7 @@ def redeem_voucher(
 ) -> Redemption:
     """Credit a top-up card's amount to the account and mark the card activated. Commits."""
     if not user.can_redeem_vouchers:
-        raise PermissionDenied("You are not allowed to redeem vouchers.")
+        raise PermissionDenied(_("You are not allowed to redeem vouchers."))
     now = utcnow()
     _refuse_if_locked(db, user_id=user.id, client_ip=client_ip, now=now)
     card = _find_card(db, account, normalise_pin(pin), now)

@@ -11,14 +11,15 @@ from portal import audit, db
 from portal.admin import bp
 from portal.domain import ValidationFailed
 from portal.forms import choices
+from portal.i18n import _, _l
 from portal.models import ApiToken
 from portal.security import get_scoped_or_404, tenant_select
 from portal.web import is_htmx, render
 
 
 class ApiTokenForm(FlaskForm):
-    name = StringField("Token name", validators=[InputRequired(), Length(max=120)])
-    reseller = SelectField("Reseller", validate_choice=True)
+    name = StringField(_l("Token name"), validators=[InputRequired(), Length(max=120)])
+    reseller = SelectField(_l("Reseller"), validate_choice=True)
 
 
 def _form() -> ApiTokenForm:
@@ -94,5 +95,5 @@ def revoke_api_token(token_id: int):
             before={"prefix": token.prefix},
         )
         session.commit()
-        flash(f"Token {token.prefix}… revoked.", "success")
+        flash(_("Token %(prefix)s… revoked.", prefix=token.prefix), "success")
     return redirect(url_for("admin.api_tokens"), code=303)

@@ -8,9 +8,10 @@ from wtforms.validators import InputRequired, Length, Optional, ValidationError
 
 from portal.billing_admin import STATUS_FILTERS, InvoiceFilters, month_start
 from portal.forms import choices
+from portal.i18n import _l
 from portal.models import utcnow
 
-STATUS_LABELS = {"draft": "Draft (generated, not sent)"}
+STATUS_LABELS = {"draft": _l("Draft (generated, not sent)")}
 
 
 class InvoiceFilterForm(FlaskForm):
@@ -18,21 +19,22 @@ class InvoiceFilterForm(FlaskForm):
         csrf = False  # a GET search: bookmarkable, changes nothing
 
     status = SelectField(
-        "Status",
+        _l("Status"),
         choices=choices(
-            [("", "Any")] + [(s, STATUS_LABELS.get(s, s.capitalize())) for s in STATUS_FILTERS]
+            [("", _l("Any"))]
+            + [(s, STATUS_LABELS.get(s) or _l(s.capitalize())) for s in STATUS_FILTERS]
         ),
         # No Optional(): it would let whitespace past the choice check.
         default="",
     )
-    period = MonthField("Period (month it starts)", validators=[Optional()])
+    period = MonthField(_l("Period (month it starts)"), validators=[Optional()])
     customer = StringField(
-        "Customer (account number or name)", validators=[Optional(), Length(max=100)]
+        _l("Customer (account number or name)"), validators=[Optional(), Length(max=100)]
     )
 
     def validate_period(self, field) -> None:
         if field.data and field.data > month_start(utcnow().date()):
-            raise ValidationError("That period is in the future: it has no invoices yet.")
+            raise ValidationError(_l("That period is in the future: it has no invoices yet."))
 
     def filters(self) -> InvoiceFilters:
         return InvoiceFilters(
@@ -46,20 +48,20 @@ class GenerateForm(FlaskForm):
     """Generate the Invoice of the period the admin reviewed (sent as a hidden field)."""
 
     period = DateField(
-        "Period start", validators=[InputRequired("Review the billing details first.")]
+        _l("Period start"), validators=[InputRequired(_l("Review the billing details first."))]
     )
 
     def validate_period(self, field) -> None:
         if field.data is None:
-            raise ValidationError("Review the billing details first.")
+            raise ValidationError(_l("Review the billing details first."))
 
 
 class VoidForm(FlaskForm):
     reason = TextAreaField(
-        "Reason for the credit note",
+        _l("Reason for the credit note"),
         validators=[
-            InputRequired("Give a reason for the credit note."),
-            Length(max=300, message="Keep the reason under 300 characters."),
+            InputRequired(_l("Give a reason for the credit note.")),
+            Length(max=300, message=_l("Keep the reason under 300 characters.")),
         ],
     )
 

@@ -15,6 +15,7 @@ from portal import invoices as invoicing
 from portal.admin import bp
 from portal.admin.billing_forms import ActionForm, GenerateForm, InvoiceFilterForm, VoidForm
 from portal.domain import DomainError, NotFound
+from portal.i18n import _
 from portal.models import Account, Invoice, InvoiceStatus, utcnow
 from portal.security import get_scoped_or_404, tenant_select
 from portal.web import is_htmx, render
@@ -79,7 +80,7 @@ def billing_generate_all():
     """Generate the Invoice for every due account; each account's failure is reported."""
     form = ActionForm()
     if not form.validate_on_submit():
-        return _overview_refused("The form expired; reload the page and try again.")
+        return _overview_refused(_("The form expired; reload the page and try again."))
     results = billing_admin.generate_batch(
         db.session(),
         scoped_accounts=tenant_select(Account),
@@ -98,7 +99,7 @@ def billing_send_unsent():
     """Send all unsent: every generated invoice that has not gone out yet."""
     form = ActionForm()
     if not form.validate_on_submit():
-        return _overview_refused("The form expired; reload the page and try again.")
+        return _overview_refused(_("The form expired; reload the page and try again."))
     summary = billing_admin.send_unsent(
         db.session(), scoped=tenant_select(Invoice), actor_user_id=current_user.id, now=utcnow()
     )
@@ -163,7 +164,7 @@ def billing_customer_generate(customer_id: int):
     now = utcnow()
     try:
         if not form.validate_on_submit():
-            raise DomainError(" ".join(e for errors in form.errors.values() for e in errors))
+            raise DomainError(" ".join(str(e) for errors in form.errors.values() for e in errors))
         billing_admin.check_period_started(form.period.data, now)
     except DomainError as exc:
         return _customer_refused(account, form, exc.message)
@@ -235,7 +236,7 @@ def billing_invoices_csv():
     """Download CSV of the filtered invoice list (every page)."""
     form = _filter_form()
     if form.errors:
-        errors = "; ".join(e for errs in form.errors.values() for e in errs)
+        errors = "; ".join(str(e) for errs in form.errors.values() for e in errs)
         return Response(f"Correct the filters first: {errors}", 400, mimetype="text/plain")
     text = billing_admin.invoices_csv(
         db.session(), scoped=tenant_select(Invoice), filters=form.filters()

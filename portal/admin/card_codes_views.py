@@ -13,6 +13,7 @@ from portal.admin import bp
 from portal.admin.topup_cards_views import OptionalMoneyField, apply_error
 from portal.domain import DomainError
 from portal.forms import DayField, choices
+from portal.i18n import _, _l, format_number, ngettext
 from portal.models import Account, CardCode
 from portal.security import get_scoped_or_404, tenant_select
 from portal.settings import default_currency
@@ -29,32 +30,32 @@ def _account_choices():
 
 
 class AddCardCodeForm(FlaskForm):
-    code = StringField("Card code", validators=[InputRequired("Enter the card code.")])
-    account_id = SelectField("Customer account")
-    extension = StringField("Extension", validators=[Optional(), Length(max=40)])
-    initial_credit = OptionalMoneyField("Initial credit", allow_zero=True)
-    unlimited = BooleanField("Unlimited")
+    code = StringField(_l("Card code"), validators=[InputRequired(_l("Enter the card code."))])
+    account_id = SelectField(_l("Customer account"))
+    extension = StringField(_l("Extension"), validators=[Optional(), Length(max=40)])
+    initial_credit = OptionalMoneyField(_l("Initial credit"), allow_zero=True)
+    unlimited = BooleanField(_l("Unlimited"))
 
 
 class GenerateCardCodesForm(FlaskForm):
     quantity = IntegerField(
-        "Quantity",
+        _l("Quantity"),
         validators=[
-            InputRequired("Enter the quantity."),
+            InputRequired(_l("Enter the quantity.")),
             NumberRange(1, card_codes.MAX_GENERATE, "Enter a quantity from 1 to 10,000."),
         ],
     )
     code_length = IntegerField(
-        "Code length",
+        _l("Code length"),
         default=8,
         validators=[
-            InputRequired("Enter the code length."),
+            InputRequired(_l("Enter the code length.")),
             NumberRange(4, 20, "The code length is 4 to 20 digits."),
         ],
     )
-    account_id = SelectField("Customer account")
-    initial_credit = OptionalMoneyField("Initial credit", allow_zero=True)
-    unlimited = BooleanField("Unlimited")
+    account_id = SelectField(_l("Customer account"))
+    initial_credit = OptionalMoneyField(_l("Initial credit"), allow_zero=True)
+    unlimited = BooleanField(_l("Unlimited"))
 
 
 def _forms(formdata=True):
@@ -104,7 +105,9 @@ def card_codes_add():
                 initial_credit_minor=add_form.initial_credit.minor,
                 unlimited=add_form.unlimited.data,
             )
-            return _list_response(*_forms(formdata=None), message=f"Card code {card.code} added.")
+            return _list_response(
+                *_forms(formdata=None), message=_("Card code %(code)s added.", code=card.code)
+            )
         except DomainError as error:
             apply_error(add_form, error)
     return _list_response(add_form, gen_form)
@@ -125,7 +128,13 @@ def card_codes_generate():
                 unlimited=gen_form.unlimited.data,
             )
             return _list_response(
-                *_forms(formdata=None), message=f"{len(cards):,} card codes generated."
+                *_forms(formdata=None),
+                message=ngettext(
+                    "%(count)s card code generated.",
+                    "%(count)s card codes generated.",
+                    len(cards),
+                    count=format_number(len(cards)),
+                ),
             )
         except DomainError as error:
             apply_error(gen_form, error)
@@ -139,19 +148,19 @@ class RechargeSearchForm(FlaskForm):
     class Meta:
         csrf = False
 
-    order = StringField("Order number", validators=[Optional(), Length(max=60)])
-    date_from = DayField("Date from", validators=[Optional()])
-    date_to = DayField("Date to", validators=[Optional()])
+    order = StringField(_l("Order number"), validators=[Optional(), Length(max=60)])
+    date_from = DayField(_l("Date from"), validators=[Optional()])
+    date_to = DayField(_l("Date to"), validators=[Optional()])
 
 
 class AddCreditForm(FlaskForm):
-    amount = OptionalMoneyField("Add credit", allow_negative=True)
-    unlimited = BooleanField("Unlimited")
+    amount = OptionalMoneyField(_l("Add credit"), allow_negative=True)
+    unlimited = BooleanField(_l("Unlimited"))
     order_number = StringField(
-        "Order number",
+        _l("Order number"),
         validators=[
-            InputRequired("Enter the order number."),
-            Length(max=60, message="Use at most 60 characters."),
+            InputRequired(_l("Enter the order number.")),
+            Length(max=60, message=_l("Use at most 60 characters.")),
         ],
     )
 
@@ -210,7 +219,7 @@ def card_code_add_credit(card_id: int):
                 order_number=form.order_number.data,
                 actor=_actor(),
             )
-            message = f"Credit for order {recharge.order_number} added."
+            message = _("Credit for order %(order)s added.", order=recharge.order_number)
             form = AddCreditForm(formdata=None)
             form.currency = card.currency
         except DomainError as error:

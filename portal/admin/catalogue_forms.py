@@ -7,10 +7,11 @@ from wtforms import BooleanField, IntegerField, PasswordField, SelectField, Stri
 from wtforms.validators import InputRequired, Length, NumberRange, Optional, Regexp
 
 from portal.forms import MoneyField, choices
+from portal.i18n import _l
 from portal.money import supported_currencies
 
 CURRENCIES = choices([(c, c) for c in supported_currencies()])
-SERVICE = Regexp(r"^[a-z][a-z0-9_]{0,39}$", message="Use lower-case letters, digits and _.")
+SERVICE = Regexp(r"^[a-z][a-z0-9_]{0,39}$", message=_l("Use lower-case letters, digits and _."))
 
 
 class OptionalMoneyField(MoneyField):
@@ -26,7 +27,7 @@ class OptionalMoneyField(MoneyField):
 class CurrencyFromField(FlaskForm):
     """MoneyFields read the currency from the form: here, the chosen currency."""
 
-    currency_code = SelectField("Currency", choices=CURRENCIES, default="GBP")
+    currency_code = SelectField(_l("Currency"), choices=CURRENCIES, default="GBP")
 
     def validate_on_submit(self, extra_validators=None):
         self.currency = self.currency_code.data or "GBP"
@@ -34,77 +35,81 @@ class CurrencyFromField(FlaskForm):
 
 
 class CustomerClassForm(FlaskForm):
-    reseller_id = SelectField("Reseller")
-    name = StringField("Name", validators=[InputRequired(), Length(max=120)])
-    transfers_allowed = BooleanField("Subscriber-to-Subscriber transfers allowed")
+    reseller_id = SelectField(_l("Reseller"))
+    name = StringField(_l("Name"), validators=[InputRequired(), Length(max=120)])
+    transfers_allowed = BooleanField(_l("Subscriber-to-Subscriber transfers allowed"))
     max_increase = OptionalMoneyField(
-        "Maximum possible increase: amount", allow_zero=True, validators=[Optional()]
+        _l("Maximum possible increase: amount"), allow_zero=True, validators=[Optional()]
     )
     max_increase_percent = IntegerField(
-        "Maximum possible increase: percentage of the Permanent Credit Limit",
+        _l("Maximum possible increase: percentage of the Permanent Credit Limit"),
         validators=[Optional(), NumberRange(min=0, max=1000)],
     )
     max_increase_days = IntegerField(
-        "Maximum possible increase: longest validity (days)",
+        _l("Maximum possible increase: longest validity (days)"),
         validators=[Optional(), NumberRange(min=1, max=3650)],
     )
     default_warning_thresholds = StringField(
-        "Default warning thresholds", validators=[Optional(), Length(max=400)]
+        _l("Default warning thresholds"), validators=[Optional(), Length(max=400)]
     )
 
 
 class ResellerForm(FlaskForm):
-    name = StringField("Name", validators=[InputRequired(), Length(max=120)])
-    currency_code = SelectField("Currency", choices=CURRENCIES, default="GBP")
+    name = StringField(_l("Name"), validators=[InputRequired(), Length(max=120)])
+    currency_code = SelectField(_l("Currency"), choices=CURRENCIES, default="GBP")
 
 
 class ResellerAdminForm(FlaskForm):
-    email = StringField("Email", validators=[InputRequired(), Length(max=254)])
-    name = StringField("Name", validators=[Optional(), Length(max=200)])
-    password = PasswordField("Password", validators=[InputRequired()])
+    email = StringField(_l("Email"), validators=[InputRequired(), Length(max=254)])
+    name = StringField(_l("Name"), validators=[Optional(), Length(max=200)])
+    password = PasswordField(_l("Password"), validators=[InputRequired()])
 
 
 class PlanForm(CurrencyFromField):
-    name = StringField("Name", validators=[InputRequired(), Length(max=120)])
-    price = MoneyField("Price per month", allow_zero=True)
+    name = StringField(_l("Name"), validators=[InputRequired(), Length(max=120)])
+    price = MoneyField(_l("Price per month"), allow_zero=True)
     sort_order = IntegerField(
-        "Sort order", default=0, validators=[Optional(), NumberRange(min=0, max=10000)]
+        _l("Sort order"), default=0, validators=[Optional(), NumberRange(min=0, max=10000)]
     )
-    active = BooleanField("Active (customers can choose it)", default=True)
+    active = BooleanField(_l("Active (customers can choose it)"), default=True)
 
 
 class PlanLicenseForm(FlaskForm):
-    service = StringField("Service key", validators=[InputRequired(), SERVICE])
-    label = StringField("Label", validators=[InputRequired(), Length(max=120)])
-    limit = IntegerField("Limit", validators=[InputRequired(), NumberRange(min=0, max=1_000_000)])
+    service = StringField(_l("Service key"), validators=[InputRequired(), SERVICE])
+    label = StringField(_l("Label"), validators=[InputRequired(), Length(max=120)])
+    limit = IntegerField(
+        _l("Limit"), validators=[InputRequired(), NumberRange(min=0, max=1_000_000)]
+    )
     sort_order = IntegerField(
-        "Sort order", default=0, validators=[Optional(), NumberRange(min=0, max=10000)]
+        _l("Sort order"), default=0, validators=[Optional(), NumberRange(min=0, max=10000)]
     )
 
 
 class AddOnForm(CurrencyFromField):
-    service = StringField("Service key", validators=[InputRequired(), SERVICE])
-    label = StringField("Label", validators=[InputRequired(), Length(max=120)])
+    service = StringField(_l("Service key"), validators=[InputRequired(), SERVICE])
+    label = StringField(_l("Label"), validators=[InputRequired(), Length(max=120)])
     units = IntegerField(
-        "Units added per purchase", default=1, validators=[InputRequired(), NumberRange(1, 10000)]
+        _l("Units added per purchase"),
+        default=1,
+        validators=[InputRequired(), NumberRange(1, 10000)],
     )
-    price = MoneyField("Price")
-    active = BooleanField("Active (customers can buy it)", default=True)
+    price = MoneyField(_l("Price"))
+    active = BooleanField(_l("Active (customers can buy it)"), default=True)
 
 
 class TopupProductForm(CurrencyFromField):
-    label = StringField("Label", validators=[Optional(), Length(max=120)])
-    amount = MoneyField("Amount")
-    active = BooleanField("Active (customers can buy it)", default=True)
+    label = StringField(_l("Label"), validators=[Optional(), Length(max=120)])
+    amount = MoneyField(_l("Amount"))
+    active = BooleanField(_l("Active (customers can buy it)"), default=True)
 
 
 class SettingsForm(FlaskForm):
-    default_currency = SelectField("Server default currency", choices=CURRENCIES)
-    tax_rate = StringField("Tax rate for invoices (%)", validators=[InputRequired()])
+    default_currency = SelectField(_l("Server default currency"), choices=CURRENCIES)
+    tax_rate = StringField(_l("Tax rate for invoices (%)"), validators=[InputRequired()])
     invoice_net_days = IntegerField(
-        "Payment terms (days from the invoice to its due date)",
-        validators=[Optional(), NumberRange(0, 365, message="Enter 0 to 365 days.")],
+        _l("Payment terms (days from the invoice to its due date)"),
+        validators=[Optional(), NumberRange(0, 365, message=_l("Enter 0 to 365 days."))],
     )
     invoice_reminder_days = StringField(
-        "Reminders (days after the due date)", validators=[Length(max=100)]
+        _l("Reminders (days after the due date)"), validators=[Length(max=100)]
     )

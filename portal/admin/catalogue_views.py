@@ -23,6 +23,7 @@ from portal.admin.catalogue_forms import (
 )
 from portal.admin.customers_views import _actor, _attach_error, _int_or_none, _reseller_choices
 from portal.domain import DomainError
+from portal.i18n import _
 from portal.models import AddOn, CustomerClass, Plan, PlanLicense, Reseller, TopupProduct
 from portal.money import format_plain
 from portal.security import get_scoped_or_404, operator_required, tenant_select
@@ -112,7 +113,7 @@ def customer_class(class_id: int):
     return _page(
         "admin/catalogue/edit.html",
         form=form,
-        title=f"Customer class {item.name}",
+        title=_("Customer class %(name)s", name=item.name),
         delete_url=url_for("admin.customer_class_delete", class_id=item.id),
         back_url=url_for("admin.customer_classes"),
     )
@@ -169,7 +170,7 @@ def _reseller_page(item: Reseller, form, admin_form):
         admin_form=admin_form,
         item=item,
         admins=catalogue.reseller_admins(db.session(), item),
-        title=f"Reseller {item.name}",
+        title=_("Reseller %(name)s", name=item.name),
         delete_url=url_for("admin.reseller_delete", reseller_id=item.id),
         back_url=url_for("admin.resellers"),
     )
@@ -195,7 +196,7 @@ def reseller_admin_new(reseller_id: int):
             db.session().rollback()
             _attach_error(admin_form, exc)
         else:
-            flash("Reseller admin created.", "success")
+            flash(_("Reseller admin created."), "success")
             return redirect(url_for("admin.reseller", reseller_id=item.id), 303)
     return _reseller_page(item, ResellerForm(formdata=None, obj=item), admin_form)
 
@@ -260,7 +261,7 @@ def _plan_page(item: Plan, form, license_form):
         form=form,
         license_form=license_form,
         item=item,
-        title=f"Plan {item.name}",
+        title=_("Plan %(name)s", name=item.name),
         delete_url=url_for("admin.plan_delete", plan_id=item.id),
         back_url=url_for("admin.plans"),
     )
@@ -350,7 +351,7 @@ def addon(addon_id: int):
     return _page(
         "admin/catalogue/edit.html",
         form=form,
-        title=f"Add-on {item.label}",
+        title=_("Add-on %(label)s", label=item.label),
         delete_url=url_for("admin.addon_delete", addon_id=item.id),
         back_url=url_for("admin.addons"),
     )
@@ -409,7 +410,7 @@ def topup_product(product_id: int):
     return _page(
         "admin/catalogue/edit.html",
         form=form,
-        title=f"Top-up product {item.label}",
+        title=_("Top-up product %(label)s", label=item.label),
         delete_url=url_for("admin.topup_product_delete", product_id=item.id),
         back_url=url_for("admin.topup_products"),
     )
@@ -456,6 +457,6 @@ def settings():
             db.session().rollback()
             _attach_error(form, exc)
         else:
-            flash("Settings saved.", "success")
+            flash(_("Settings saved."), "success")
             return redirect(url_for("admin.settings"), 303)
     return _page("admin/catalogue/settings.html", form=form)

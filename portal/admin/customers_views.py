@@ -24,6 +24,7 @@ from portal.admin.customer_forms import (
 )
 from portal.domain import DomainError
 from portal.forms import choices
+from portal.i18n import _
 from portal.ledger import available_funds, effective_credit_limit, temporary_increase_minor
 from portal.models import Account, BillingModel, CustomerClass, Reseller, TransferSetting, User
 from portal.money import format_plain
@@ -65,7 +66,7 @@ def _class_choices(reseller_id: int | None = None) -> list:
     if reseller_id is not None:
         stmt = stmt.where(CustomerClass.reseller_id == reseller_id)
     classes = db.session().scalars(stmt)
-    return choices([("", "None")] + [(c.id, _class_label(c)) for c in classes])
+    return choices([("", _("None"))] + [(c.id, _class_label(c)) for c in classes])
 
 
 def _class_label(klass: CustomerClass) -> str:
@@ -79,7 +80,7 @@ def _class_label(klass: CustomerClass) -> str:
 def customers_list():
     """Customer accounts with search (name, number, email); HTMX swaps only the results."""
     form = CustomerSearchForm(request.args)
-    form.reseller.choices = choices([("", "All resellers")] + _reseller_pairs())
+    form.reseller.choices = choices([("", _("All resellers"))] + _reseller_pairs())
     form.validate()
     page = max(1, _int_or_none(request.args.get("page")) or 1)
     rows, more = customers.search_customers(
@@ -135,7 +136,7 @@ def customer_new():
             db.session().rollback()
             _attach_error(form, exc)
         else:
-            flash(f"Customer {account.name} created.", "success")
+            flash(_("Customer %(name)s created.", name=account.name), "success")
             return redirect(url_for("admin.customer", customer_id=account.id), 303)
     status = 422 if request.method == "POST" else 200
     return render_template("admin/customers/form.html", form=form, account=None), status
@@ -165,7 +166,7 @@ def customer_edit(customer_id: int):
             db.session().rollback()
             _attach_error(form, exc)
         else:
-            flash("Customer saved.", "success")
+            flash(_("Customer saved."), "success")
             return redirect(url_for("admin.customer", customer_id=account.id), 303)
     status = 422 if request.method == "POST" else 200
     return render_template("admin/customers/form.html", form=form, account=account), status
@@ -213,7 +214,7 @@ def customer_user_new(customer_id: int):
             db.session().rollback()
             _attach_error(form, exc)
         else:
-            flash("User added.", "success")
+            flash(_("User added."), "success")
             return redirect(url_for("admin.customer", customer_id=account.id), 303)
     status = 422 if request.method == "POST" else 200
     return render_template(
@@ -244,7 +245,7 @@ def customer_user_edit(customer_id: int, user_id: int):
             db.session().rollback()
             _attach_error(form, exc)
         else:
-            flash("User saved.", "success")
+            flash(_("User saved."), "success")
             return redirect(url_for("admin.customer", customer_id=account.id), 303)
     status = 422 if request.method == "POST" else 200
     return render_template(
@@ -286,7 +287,7 @@ def _balance_context(account: Account, **given) -> dict:
         "class_thresholds": (
             account.customer_class.default_warning_thresholds if account.customer_class else ""
         ),
-        "transfers_now": "Yes" if credit.transfers_resolved(account) else "No",
+        "transfers_now": _("Yes") if credit.transfers_resolved(account) else _("No"),
         "unallocated_total": total,
         "unallocated": unallocated,
         "history": credit.credit_history(session, account),

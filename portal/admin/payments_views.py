@@ -15,6 +15,7 @@ from portal import db
 from portal.admin import bp
 from portal.domain import DomainError
 from portal.forms import MoneyField
+from portal.i18n import _, _l
 from portal.models import Account, Payment, PaymentDispute, PaymentStatus
 from portal.money import format_money
 from portal.payments import refunds
@@ -25,8 +26,8 @@ PAGE = 50
 
 
 class RefundForm(FlaskForm):
-    amount = MoneyField("Amount to refund", validators=[Optional()])
-    reason = StringField("Reason", validators=[InputRequired(), Length(max=200)])
+    amount = MoneyField(_l("Amount to refund"), validators=[Optional()])
+    reason = StringField(_l("Reason"), validators=[InputRequired(), Length(max=200)])
     # A fresh key per rendered form: a double submit never refunds twice.
     idempotency_key = HiddenField(
         default=lambda: uuid.uuid4().hex,
@@ -122,7 +123,7 @@ def payment_refund(payment_id: int):
     payment, account = _load(payment_id)
     form = RefundForm(account.currency)
     if not form.validate():
-        return _detail(payment, account, form, error="Please correct the form.")
+        return _detail(payment, account, form, error=_("Please correct the form."))
     amount = form.amount.minor if (form.amount.data or "").strip() else None
     try:
         refund = refunds.refund_payment(

@@ -22,6 +22,7 @@ from portal import db, topup_cards
 from portal.admin import bp
 from portal.domain import DomainError
 from portal.forms import DayField, MoneyField, choices
+from portal.i18n import _, _l
 from portal.models import CardStatus, Reseller, TopupCard, TopupCardBatch
 from portal.security import get_scoped_or_404
 from portal.settings import default_currency
@@ -80,21 +81,23 @@ class SearchForm(FlaskForm):
         csrf = False  # a GET search: bookmarkable, changes nothing
 
     status = SelectField(
-        "Status",
-        choices=choices([("", "Any")] + [(s.value, s.value.capitalize()) for s in CardStatus]),
+        _l("Status"),
+        choices=choices(
+            [("", _l("Any"))] + [(s.value, _l(s.value.capitalize())) for s in CardStatus]
+        ),
         validators=[Optional()],
     )
-    serial = StringField("Serial number", validators=[Optional(), Length(max=40)])
-    series = StringField("Series", validators=[Optional(), Length(max=20)])
-    amount_min = OptionalMoneyField("Amount from", allow_zero=True)
-    amount_max = OptionalMoneyField("Amount to", allow_zero=True)
-    reseller = SelectField("Reseller", validators=[Optional()])
-    created_from = DayField("Created from", validators=[Optional()])
-    created_to = DayField("Created to", validators=[Optional()])
-    activated_from = DayField("Activated from", validators=[Optional()])
-    activated_to = DayField("Activated to", validators=[Optional()])
-    expires_from = DayField("Expiration date from", validators=[Optional()])
-    expires_to = DayField("Expiration date to", validators=[Optional()])
+    serial = StringField(_l("Serial number"), validators=[Optional(), Length(max=40)])
+    series = StringField(_l("Series"), validators=[Optional(), Length(max=20)])
+    amount_min = OptionalMoneyField(_l("Amount from"), allow_zero=True)
+    amount_max = OptionalMoneyField(_l("Amount to"), allow_zero=True)
+    reseller = SelectField(_l("Reseller"), validators=[Optional()])
+    created_from = DayField(_l("Created from"), validators=[Optional()])
+    created_to = DayField(_l("Created to"), validators=[Optional()])
+    activated_from = DayField(_l("Activated from"), validators=[Optional()])
+    activated_to = DayField(_l("Activated to"), validators=[Optional()])
+    expires_from = DayField(_l("Expiration date from"), validators=[Optional()])
+    expires_to = DayField(_l("Expiration date to"), validators=[Optional()])
 
     def filters(self, batch_id: int | None = None) -> topup_cards.CardFilters:
         return topup_cards.CardFilters(
@@ -121,7 +124,7 @@ def _search_form(formdata) -> tuple[SearchForm, topup_cards.CardFilters | None]:
     form = SearchForm(formdata=formdata)
     form.currency = _currency()
     resellers = _resellers() if current_user.is_operator else []
-    form.reseller.choices = choices([("", "Any")] + [(r.id, r.name) for r in resellers])
+    form.reseller.choices = choices([("", _("Any"))] + [(r.id, r.name) for r in resellers])
     if not form.validate():
         return form, None
     batch = formdata.get("batch", type=int)
@@ -183,28 +186,28 @@ def topup_cards_list():
 
 
 class GenerateForm(FlaskForm):
-    amount = MoneyField("Amount")
+    amount = MoneyField(_l("Amount"))
     quantity = IntegerField(
-        "Quantity",
+        _l("Quantity"),
         validators=[
-            InputRequired("Enter the quantity."),
+            InputRequired(_l("Enter the quantity.")),
             NumberRange(1, topup_cards.MAX_QUANTITY, "Enter a quantity from 1 to 100,000."),
         ],
     )
-    series = StringField("Series", validators=[InputRequired("Enter the series.")])
+    series = StringField(_l("Series"), validators=[InputRequired(_l("Enter the series."))])
     pin_length = IntegerField(
-        "PIN Length",
+        _l("PIN Length"),
         default=10,
         validators=[
-            InputRequired("Enter the PIN length."),
-            NumberRange(min=topup_cards.MIN_PIN_LENGTH, message="It can be no less than 5."),
+            InputRequired(_l("Enter the PIN length.")),
+            NumberRange(min=topup_cards.MIN_PIN_LENGTH, message=_l("It can be no less than 5.")),
         ],
     )
-    reseller_id = SelectField("Reseller")
+    reseller_id = SelectField(_l("Reseller"))
     expires_at = DateTimeLocalField(
-        "Expiration date",
+        _l("Expiration date"),
         format=DATETIME_FORMAT,
-        validators=[InputRequired("Choose the expiration date.")],
+        validators=[InputRequired(_l("Choose the expiration date."))],
     )
 
 
@@ -298,7 +301,7 @@ def topup_cards_export():
     """Download CSV of the current search result."""
     form, filters = _search_form(request.args)
     if filters is None:
-        errors = "; ".join(e for errs in form.errors.values() for e in errs)
+        errors = "; ".join(str(e) for errs in form.errors.values() for e in errs)
         return Response(f"Correct the search first: {errors}", status=400, mimetype="text/plain")
     scope = topup_cards.Scope(filters=filters)
     text = topup_cards.export_csv(db.session(), scope=scope, actor=_actor())
@@ -322,13 +325,13 @@ MODES = choices([("preserve", "preserve"), ("set", "set to")])
 
 
 class MassEditForm(FlaskForm):
-    expires_mode = RadioField("Expiration date", choices=MODES, default="preserve")
+    expires_mode = RadioField(_l("Expiration date"), choices=MODES, default="preserve")
     expires_at = DateTimeLocalField(
-        "New expiration date", format=DATETIME_FORMAT, validators=[Optional()]
+        _l("New expiration date"), format=DATETIME_FORMAT, validators=[Optional()]
     )
-    company_mode = RadioField("Company", choices=MODES, default="preserve")
-    company_id = SelectField("New company", validators=[Optional()])
-    confirmation = StringField("Type DELETE to delete every card in scope")
+    company_mode = RadioField(_l("Company"), choices=MODES, default="preserve")
+    company_id = SelectField(_l("New company"), validators=[Optional()])
+    confirmation = StringField(_l("Type DELETE to delete every card in scope"))
 
     def validate(self, extra_validators=None) -> bool:
         ok = super().validate(extra_validators)
@@ -366,7 +369,7 @@ def _scoped_action(action) -> tuple:
     form = _mass_form()
     scope = _scope_from_request()
     if scope is None:
-        form.form_errors.append("The selection or search is not valid; search again.")
+        form.form_errors.append(_("The selection or search is not valid; search again."))
         return None, form
     if not form.validate():
         return None, form

@@ -12,6 +12,7 @@ from portal import db
 from portal.admin import bp
 from portal.auth import users_admin
 from portal.domain import DomainError
+from portal.i18n import _
 from portal.models import User
 from portal.security import get_scoped_or_404, tenant_select
 from portal.web import render
@@ -57,5 +58,10 @@ def user_set_active(user_id: int):
         db.session().rollback()
         flash(exc.message, "error")
     else:
-        flash(f"{user.email} is {'active' if user.active else 'deactivated'}.", "success")
+        flash(
+            _("%(email)s is active.", email=user.email)
+            if user.active
+            else _("%(email)s is deactivated.", email=user.email),
+            "success",
+        )
     return redirect(url_for("admin.users"), 303)

@@ -12,7 +12,10 @@ from portal.auth import mail, sessions, tokens
 from portal.auth.service import check_password, email_key, find_user_by_email, hash_password
 from portal.customers import check_new_user_email, check_password_rules
 from portal.domain import DomainError
-from portal.i18n import LANGUAGES  # noqa: E402,F401  (the languages the UI ships in)
+from portal.i18n import (
+    LANGUAGES,  # noqa: E402,F401  (the languages the UI ships in)
+    _,
+)
 from portal.models import SignInFailure, User, utcnow
 
 
@@ -34,7 +37,7 @@ def _audit(db: Session, user: User, action: str, **after) -> None:
 
 def _require_current(user: User, password: str) -> None:
     if not check_password(user, password):
-        raise ProfileError("Your current password is not right.", field="current")
+        raise ProfileError(_("Your current password is not right."), field="current")
 
 
 def _set_password(db: Session, user: User, password: str) -> None:
@@ -44,10 +47,10 @@ def _set_password(db: Session, user: User, password: str) -> None:
 
 def update_details(db: Session, user: User, *, name: str, language: str) -> None:
     if language not in LANGUAGES:
-        raise ProfileError("Choose one of the languages offered.", field="language")
+        raise ProfileError(_("Choose one of the languages offered."), field="language")
     name = (name or "").strip()
     if len(name) > 200:
-        raise ProfileError("Use a name of at most 200 characters.", field="name")
+        raise ProfileError(_("Use a name of at most 200 characters."), field="name")
     before = {"name": user.name, "language": user.language}
     user.name, user.language = name, language
     audit.record(
@@ -59,6 +62,27 @@ def update_details(db: Session, user: User, *, name: str, language: str) -> None
         object_id=user.id,
         before=before,
         after={"name": name, "language": language},
+    )
+    db.commit()
+
+
+def set_language(db: Session, user: User, language: str) -> None:
+    """The language chosen with the switcher on any page: the profile remembers it."""
+    if language not in LANGUAGES:
+        raise ProfileError(_("Choose one of the languages offered."), field="language")
+    if user.language == language:
+        return
+    before = {"language": user.language}
+    user.language = language
+    audit.record(
+        db,
+        actor_user_id=user.id,
+        reseller_id=user.reseller_id,
+        action="profile.update",
+        object_type="user",
+        object_id=user.id,
+        before=before,
+        after={"language": language},
     )
     db.commit()
 
@@ -87,7 +111,7 @@ def request_email_change(db: Session, user: User, *, new_email: str, current: st
 def confirm_email_change(db: Session, token: str) -> User:
     found = tokens.email_change(db, token)
     if found is None:
-        raise ProfileError("This confirmation link is invalid, used or expired.")
+        raise ProfileError(_("This confirmation link is invalid, used or expired."))
     user, new_email = found
     check_new_user_email(db, new_email)  # taken meanwhile?
     old = user.email
@@ -127,7 +151,7 @@ def reset_password(db: Session, token: str, password: str) -> User:
     """Set a new password through a reset link; every session of the user ends."""
     user = tokens.user_for_reset(db, token)
     if user is None:
-        raise ProfileError("This reset link is invalid, used or expired. Ask for a new one.")
+        raise ProfileError(_("This reset link is invalid, used or expired. Ask for a new one."))
     _set_password(db, user, password)
     user.session_nonce = secrets.token_hex(8)
     sessions.revoke_all(db, user)

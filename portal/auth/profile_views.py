@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import flash, redirect, render_template, request, session, url_for
+from flask_babel import force_locale
 from flask_login import current_user, login_required, logout_user
 
 from portal import db
@@ -17,6 +18,7 @@ from portal.auth.forms import (
 from portal.auth.routes import _setup_page, two_factor_limit
 from portal.auth.service import check_password, sign_out_everywhere
 from portal.domain import DomainError
+from portal.i18n import LANGUAGES, SESSION_KEY, _
 
 
 def _me():
@@ -45,6 +47,29 @@ def _attach(form, exc: DomainError) -> None:
     (field.errors if field is not None else form.form_errors).append(exc.message)
 
 
+def _back_to(target: str | None) -> str:
+    """The page the switcher was used on (a path of this site only), else the start page."""
+    target = (target or "").strip()
+    if target.startswith("/") and not target.startswith(("//", "/\\")):
+        return target
+    return url_for("auth.index")
+
+
+@bp.post("/language")
+def set_language():
+    """The language switcher on every page: the session remembers it; a profile too."""
+    language = request.form.get("language", "")
+    if language not in LANGUAGES:
+        flash(_("Choose one of the languages offered."), "error")
+        return redirect(_back_to(request.form.get("next")), 303)
+    session[SESSION_KEY] = language
+    if current_user.is_authenticated:
+        profile.set_language(db.session(), _me(), language)
+    with force_locale(language):
+        flash(_("Language changed to %(name)s.", name=LANGUAGES[language]), "success")
+    return redirect(_back_to(request.form.get("next")), 303)
+
+
 @bp.route("/profile", methods=["GET", "POST"])
 @login_required
 def profile_page():
@@ -59,7 +84,7 @@ def profile_page():
                 db.session().rollback()
                 _attach(form, exc)
             else:
-                flash("Profile saved.", "success")
+                flash(_("Profile saved."), "success")
                 return redirect(url_for("auth.profile_page"), 303)
         return _page(422, details_form=form)
     return _page()
@@ -82,7 +107,7 @@ def change_password():
             db.session().rollback()
             _attach(form, exc)
         else:
-            flash("Password changed. Your other sessions were signed out.", "success")
+            flash(_("Password changed. Your other sessions were signed out."), "success")
             return redirect(url_for("auth.profile_page"), 303)
     return _page(422, password_form=form)
 
@@ -101,8 +126,10 @@ def change_email():
             _attach(form, exc)
         else:
             flash(
-                "We sent a confirmation link to the new address. "
-                "Your email changes when you follow it.",
+                _(
+                    "We sent a confirmation link to the new address. "
+                    "Your email changes when you follow it."
+                ),
                 "info",
             )
             return redirect(url_for("auth.profile_page"), 303)
@@ -120,7 +147,7 @@ def confirm_email(token: str):
             db.session().rollback()
             error = exc.message
         else:
-            flash("Your new email address is confirmed.", "success")
+            flash(_("Your new email address is confirmed."), "success")
             return redirect(url_for("auth.index"), 303)
     status = 400 if error else 200
     return render_template("auth/confirm_email.html", token=token, error=error), status
@@ -148,7 +175,7 @@ def two_factor_settings():
 def two_factor_setup():
     me = _me()
     if me.two_factor_enabled:
-        flash("Two-factor sign-in is already on.", "info")
+        flash(_("Two-factor sign-in is already on."), "info")
         return redirect(url_for("auth.two_factor_settings"), 303)
     return _setup_page(me, url_for("auth.two_factor_setup"))
 
@@ -159,7 +186,7 @@ def _confirmed_by_password(action: str):
     me = _me()
     if form.validate_on_submit() and check_password(me, form.current.data):
         return None
-    form.current.errors.append("Your current password is not right.")
+    form.current.errors.append(_("Your current password is not right."))
     return render_template(
         "auth/two_factor_settings.html",
         user=me,
@@ -178,7 +205,7 @@ def two_factor_new_codes():
     if refused:
         return refused
     if not me.two_factor_enabled:
-        flash("Turn two-factor sign-in on first.", "info")
+        flash(_("Turn two-factor sign-in on first."), "info")
         return redirect(url_for("auth.two_factor_settings"), 303)
     codes = twofactor.new_recovery_codes(db.session(), me)
     db.session().commit()
@@ -192,14 +219,14 @@ def two_factor_new_codes():
 def two_factor_disable():
     me = _me()
     if twofactor.required_for(me):
-        flash("Two-factor sign-in is required for administrators.", "error")
+        flash(_("Two-factor sign-in is required for administrators."), "error")
         return redirect(url_for("auth.two_factor_settings"), 303)
     refused = _confirmed_by_password("disable")
     if refused:
         return refused
     twofactor.disable(db.session(), me)
     db.session().commit()
-    flash("Two-factor sign-in is off.", "success")
+    flash(_("Two-factor sign-in is off."), "success")
     return redirect(url_for("auth.two_factor_settings"), 303)
 
 
@@ -223,5 +250,5 @@ def sign_out_everywhere_view():
     sign_out_everywhere(db.session(), _me())
     logout_user()
     session.clear()
-    flash("You are signed out on every device, this one included.", "success")
+    flash(_("You are signed out on every device, this one included."), "success")
     return redirect(url_for("auth.login"), 303)

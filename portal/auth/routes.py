@@ -32,6 +32,7 @@ from portal.auth.forms import (
 from portal.auth.service import SignInError, authenticate, record_sign_in
 from portal.domain import DomainError
 from portal.extensions import client_address, limiter
+from portal.i18n import LANGUAGES, SESSION_KEY, _
 from portal.models import User
 
 PENDING_TTL = 10 * 60  # seconds between the password and the second factor
@@ -172,7 +173,7 @@ def _finish_sign_in(
     if notice:
         flash(notice, "info")
     if response is None:
-        flash(f"Signed in as {user.email}.", "success")
+        flash(_("Signed in as %(email)s.", email=user.email), "success")
         response = redirect(target or home_for(user))
     return _remember_device(response, user)
 
@@ -191,7 +192,7 @@ def _pending_user() -> tuple[User | None, dict]:
 
 def _sign_in_again():
     session.pop("pending_2fa", None)
-    flash("Please sign in again.", "info")
+    flash(_("Please sign in again."), "info")
     return redirect(url_for("auth.login"))
 
 
@@ -216,7 +217,7 @@ def two_factor():
             return _finish_sign_in(user, f"password+{method}", pending.get("next"), notice=notice)
         _audit_user(user, "auth.two_factor_failed")
         session_db.commit()
-        form.code.errors.append("That code is not right. Check your app's clock and try again.")
+        form.code.errors.append(_("That code is not right. Check your app's clock and try again."))
     status = 422 if request.method == "POST" else 200
     return render_template("auth/two_factor.html", form=form), status
 
@@ -256,7 +257,7 @@ def _setup_page(user: User, action: str, *, pending: dict | None = None):
                     user, "password+totp-setup", None, response=make_response(done)
                 )
             return done
-        form.code.errors.append("That code is not right. Scan the code again and retry.")
+        form.code.errors.append(_("That code is not right. Scan the code again and retry."))
     uri = twofactor.provisioning_uri(user, secret)
     status = 422 if request.method == "POST" else 200
     return render_template(
@@ -290,7 +291,10 @@ def logout():
     session_db.commit()
     logout_user()
     session.clear()
-    flash("You have been signed out.", "success")
+    # The sign-in page that follows stays in the language this person reads.
+    if user.language in LANGUAGES:
+        session[SESSION_KEY] = user.language
+    flash(_("You have been signed out."), "success")
     return redirect(url_for("auth.login"))
 
 
@@ -312,8 +316,10 @@ def forgot():
         profile.request_reset(db.session(), form.email.data)
         # The same answer whether or not the email has an account.
         flash(
-            "If an account has this email, we have sent it a link to choose a new password. "
-            "The link is valid for 30 minutes.",
+            _(
+                "If an account has this email, we have sent it a link to choose a new password. "
+                "The link is valid for 30 minutes."
+            ),
             "info",
         )
         return redirect(url_for("auth.login"), 303)
@@ -338,7 +344,9 @@ def reset(token: str):
             if current_user.is_authenticated:
                 logout_user()
             session.clear()
-            flash("Your password is changed and every session signed out. Sign in now.", "success")
+            flash(
+                _("Your password is changed and every session signed out. Sign in now."), "success"
+            )
             return redirect(url_for("auth.login"), 303)
     status = 422 if request.method == "POST" else 200
     return render_template("auth/reset.html", form=form, hint=NEW_PASSWORD_HINT), status

@@ -9,13 +9,14 @@ from sqlalchemy.orm import Session
 from portal import audit
 from portal.auth import sessions
 from portal.domain import PermissionDenied
+from portal.i18n import _
 from portal.models import User
 
 
 def set_active(db: Session, *, actor: User, user: User, active: bool) -> None:
     """Deactivate (every session ends at once) or reactivate a user."""
     if user.id == actor.id:
-        raise PermissionDenied("You cannot deactivate yourself.")
+        raise PermissionDenied(_("You cannot deactivate yourself."))
     if user.active == active:
         return
     before = {"active": user.active}

@@ -33,7 +33,6 @@ CARD_FIELD = re.compile(
     re.IGNORECASE,
 )
 DIGITS = re.compile(r"^\d{13,19}$")
-LINKED = "Credit card successfully linked"
 
 
 def _luhn_valid(digits: str) -> bool:
@@ -109,7 +108,9 @@ def card_add():
     """Save the card Stripe.js just confirmed (we receive only the SetupIntent id)."""
     form = AddCardForm()
     if not form.validate():
-        return _after_card_change("The card setup is missing. Please add the card again.", "error")
+        return _after_card_change(
+            _("The card setup is missing. Please add the card again."), "error"
+        )
     try:
         card = service.add_card_from_setup_intent(
             db.session(), account=current_account(), setup_intent_id=form.setup_intent_id.data
@@ -119,7 +120,10 @@ def card_add():
         return _after_card_change(exc.message, "info", close_form=True)
     except DomainError as exc:
         return _after_card_change(exc.message, "error")
-    return _after_card_change(f"{_(LINKED)}: {service.card_label(card)}.", close_form=True)
+    return _after_card_change(
+        _("Credit card successfully linked: %(card)s.", card=service.card_label(card)),
+        close_form=True,
+    )
 
 
 @bp.post("/cards/<int:card_id>/role")
@@ -127,7 +131,7 @@ def card_role(card_id: int):
     """Make a card primary or secondary."""
     raw = request.form.get("role", "")
     if raw not in (CardRole.PRIMARY.value, CardRole.SECONDARY.value):
-        return _after_card_change("Choose primary or secondary.", "error")
+        return _after_card_change(_("Choose primary or secondary."), "error")
     role = CardRole(raw)
     try:
         card = service.set_card_role(

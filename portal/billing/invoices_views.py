@@ -8,6 +8,7 @@ from portal.billing import bp
 from portal.billing.context import current_account
 from portal.billing.plans_views import status_for
 from portal.domain import DomainError, NotFound
+from portal.i18n import ngettext
 from portal.money import format_plain
 from portal.payments import invoice_payments
 from portal.payments.forms import PayInvoiceForm, new_request_key
@@ -147,5 +148,8 @@ def notices_read():
     session = db.session()
     count = notifications.mark_notices_read(session, account_id=account.id)
     session.commit()
-    flash(f"Marked {count} notice(s) as read.", "success")
+    flash(
+        ngettext("Marked %(num)s notice as read.", "Marked %(num)s notices as read.", count),
+        "success",
+    )
     return redirect(url_for("billing.notices"), code=303)

@@ -15,8 +15,8 @@ from portal import db, plans
 from portal.billing import bp
 from portal.billing.context import current_account
 from portal.domain import DomainError, NotFound
+from portal.i18n import _, _l, format_amount, format_day
 from portal.ledger import available_funds
-from portal.money import format_money
 from portal.web import is_htmx, render
 
 _REQUEST_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -131,15 +131,18 @@ def _plan_refused(plan_id: int | None, message: str):
 
 def _changed_message(result: plans.PlanChangeResult) -> str:
     preview = result.preview
-    text = f"You are now on {preview.new_plan.name}."
+    text = _("You are now on %(plan)s.", plan=preview.new_plan.name)
     if preview.charge_minor:
-        charged = format_money(preview.charge_minor, preview.currency)
-        text += f" {charged} was charged to your balance ({preview.days_in_words})."
+        text += " " + _(
+            "%(amount)s was charged to your balance (%(days)s).",
+            amount=format_amount(preview.charge_minor, preview.currency),
+            days=preview.days_shown,
+        )
     if result.grant is not None:
-        granted = format_money(result.grant.amount_minor, preview.currency)
-        text += (
-            f" {granted} reserve credit was granted, usable for in-app purchases until"
-            f" {result.grant.expires_at:%d %b %Y}."
+        text += " " + _(
+            "%(amount)s reserve credit was granted, usable for in-app purchases until %(date)s.",
+            amount=format_amount(result.grant.amount_minor, preview.currency),
+            date=format_day(result.grant.expires_at),
         )
     return text
 
@@ -149,10 +152,10 @@ def _changed_message(result: plans.PlanChangeResult) -> str:
 
 class BuyAddonForm(FlaskForm):
     quantity = IntegerField(
-        "Quantity",
+        _l("Quantity"),
         default=1,
         validators=[
-            InputRequired("Enter a quantity."),
+            InputRequired(_l("Enter a quantity.")),
             NumberRange(1, plans.MAX_ADDON_QUANTITY, "Enter a quantity from 1 to %(max)s."),
         ],
         render_kw={"inputmode": "numeric", "min": 1, "max": plans.MAX_ADDON_QUANTITY},
@@ -227,11 +230,14 @@ def _license_refused(form: BuyAddonForm, addon_id: int):
 
 def _bought_message(purchase: plans.AddOnPurchase) -> str:
     currency = purchase.addon.currency
-    return (
-        f"Bought {purchase.addon.label} \u00d7 {purchase.quantity} for"
-        f" {format_money(purchase.total_minor, currency)}:"
-        f" {format_money(purchase.from_reserve_minor, currency)} from reserve credit,"
-        f" {format_money(purchase.from_balance_minor, currency)} from your balance."
+    return _(
+        "Bought %(addon)s \u00d7 %(quantity)s for %(total)s: %(reserve)s from reserve credit,"
+        " %(balance)s from your balance.",
+        addon=purchase.addon.label,
+        quantity=purchase.quantity,
+        total=format_amount(purchase.total_minor, currency),
+        reserve=format_amount(purchase.from_reserve_minor, currency),
+        balance=format_amount(purchase.from_balance_minor, currency),
     )
 
 

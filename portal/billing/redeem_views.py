@@ -14,15 +14,15 @@ from portal.billing.context import current_account
 from portal.billing.plans_views import status_for
 from portal.domain import DomainError, PermissionDenied
 from portal.extensions import client_address
-from portal.money import format_money
+from portal.i18n import _, _l, format_amount
 from portal.web import is_htmx, render
 
 
 class RedeemForm(FlaskForm):
     pin = StringField(
-        "PIN",
+        _l("PIN"),
         filters=[lambda value: value.strip() if isinstance(value, str) else value],
-        validators=[DataRequired("Enter the PIN printed on the card."), Length(max=64)],
+        validators=[DataRequired(_l("Enter the PIN printed on the card.")), Length(max=64)],
         render_kw={"inputmode": "numeric", "autocomplete": "off", "spellcheck": "false"},
     )
 
@@ -74,9 +74,11 @@ def _refused(form: RedeemForm, message: str, status: int, headers: dict | None =
 
 
 def _redeemed(redemption: vouchers.Redemption):
-    added = format_money(redemption.amount_minor, redemption.currency)
-    balance = format_money(redemption.balance_after_minor, redemption.currency)
-    message = f"{added} added to your balance. Your new balance is {balance}."
+    message = _(
+        "%(added)s added to your balance. Your new balance is %(balance)s.",
+        added=format_amount(redemption.amount_minor, redemption.currency),
+        balance=format_amount(redemption.balance_after_minor, redemption.currency),
+    )
     if not is_htmx():
         flash(message, "success")
         return redirect(url_for("billing.redeem"), code=303)

@@ -9,6 +9,7 @@ from portal.billing.context import current_account
 from portal.billing.forms import HistoryFilterForm
 from portal.domain import DomainError, NotFound
 from portal.history import HistoryFilter, history_page
+from portal.i18n import _
 from portal.ledger import available_funds, effective_credit_limit
 from portal.models import CardRole, EntryKind, PaymentStatus
 from portal.payments import invoice_payments, service
@@ -237,7 +238,9 @@ def authenticate_payment_done(payment_id: int):
         return _topup_answer(account, None, message=service.describe_topup(payment))
     if payment.status == PaymentStatus.REQUIRES_ACTION:
         return _topup_answer(
-            account, None, error="Your bank has not confirmed the payment yet. No money was taken."
+            account,
+            None,
+            error=_("Your bank has not confirmed the payment yet. No money was taken."),
         )
     return _topup_answer(
         account, None, error=payment.failure_message or "The payment failed. No money was taken."
@@ -248,9 +251,9 @@ def _invoice_payment_answer(payment):
     if payment.paid:
         flash(invoice_payments.paid_with(payment), "success")
     elif payment.status == PaymentStatus.REQUIRES_ACTION:
-        flash("Your bank has not confirmed the payment yet. No money was taken.", "error")
+        flash(_("Your bank has not confirmed the payment yet. No money was taken."), "error")
     else:
-        flash(payment.failure_message or "The payment failed. No money was taken.", "error")
+        flash(payment.failure_message or _("The payment failed. No money was taken."), "error")
     target = url_for("billing.invoice_detail", invoice_id=payment.invoice_id)
     if is_htmx():
         return "", 204, {"HX-Redirect": target}
@@ -258,7 +261,7 @@ def _invoice_payment_answer(payment):
 
 
 def _errors(form) -> list[str]:
-    return [message for messages in form.errors.values() for message in messages]
+    return [str(message) for messages in form.errors.values() for message in messages]
 
 
 def _topup_answer(account, form: TopUpForm | None, *, error: str = "", message: str = ""):

@@ -14,22 +14,22 @@ from portal.billing.context import current_account
 from portal.billing.plans_views import new_request_id, request_key, status_for
 from portal.domain import DomainError
 from portal.forms import MoneyField
+from portal.i18n import _, _l, format_amount
 from portal.ledger import available_funds
-from portal.money import format_money
 from portal.web import is_htmx, render
 
 
 class TransferForm(FlaskForm):
     recipient = StringField(
-        "Recipient account",
+        _l("Recipient account"),
         filters=[lambda value: value.strip() if isinstance(value, str) else value],
         validators=[
-            DataRequired("Enter the recipient's account number."),
-            Length(max=transfers.NUMBER_MAX_LENGTH, message="That is not an account number."),
+            DataRequired(_l("Enter the recipient's account number.")),
+            Length(max=transfers.NUMBER_MAX_LENGTH, message=_l("That is not an account number.")),
         ],
         render_kw={"autocomplete": "off", "spellcheck": "false"},
     )
-    amount = MoneyField("Amount")
+    amount = MoneyField(_l("Amount"))
     request_id = HiddenField()
     # Set by the review step's Send button: without it the form only shows the review.
     confirmed = HiddenField()
@@ -107,11 +107,12 @@ def _review(form: TransferForm, account):
 
 
 def _transferred(result: transfers.Transfer):
-    amount = format_money(result.amount_minor, result.currency)
-    balance = format_money(result.sender_balance_after_minor, result.currency)
-    message = (
-        f"{amount} sent to account {result.recipient_number} ({result.recipient_name})."
-        f" Your balance is now {balance}."
+    message = _(
+        "%(amount)s sent to account %(number)s (%(name)s). Your balance is now %(balance)s.",
+        amount=format_amount(result.amount_minor, result.currency),
+        number=result.recipient_number,
+        name=result.recipient_name,
+        balance=format_amount(result.sender_balance_after_minor, result.currency),
     )
     if not is_htmx():
         flash(message, "success")

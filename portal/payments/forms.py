@@ -10,6 +10,7 @@ from wtforms import BooleanField, HiddenField, RadioField, StringField
 from wtforms.validators import InputRequired, Length, Regexp
 
 from portal.forms import MoneyField, choices
+from portal.i18n import _l
 from portal.models import TopupProduct
 from portal.money import format_money
 
@@ -23,14 +24,14 @@ def new_request_key() -> str:
 
 class TopUpForm(FlaskForm):
     product_id = RadioField(
-        "Top-up amount",
+        _l("Top-up amount"),
         validate_choice=False,  # the domain refuses unknown or inactive products
-        validators=[InputRequired(message="Choose a top-up amount.")],
+        validators=[InputRequired(message=_l("Choose a top-up amount."))],
     )
     idempotency_key = HiddenField(
         validators=[
-            InputRequired(message="Reload the page and try again."),
-            Regexp(IDEMPOTENCY_KEY, message="Reload the page and try again."),
+            InputRequired(message=_l("Reload the page and try again.")),
+            Regexp(IDEMPOTENCY_KEY, message=_l("Reload the page and try again.")),
         ]
     )
 
@@ -47,14 +48,14 @@ class TopUpForm(FlaskForm):
 
 class AddCardForm(FlaskForm):
     setup_intent_id = StringField(
-        "Card setup", validators=[InputRequired("The card setup is missing."), Length(max=80)]
+        _l("Card setup"), validators=[InputRequired("The card setup is missing."), Length(max=80)]
     )
 
 
 class TopupSettingsForm(FlaskForm):
-    enabled = BooleanField("Automatic top-up")
-    threshold = MoneyField("My balance hit the threshold of", allow_zero=True)
-    amount = MoneyField("Top up the following amount")
+    enabled = BooleanField(_l("Automatic top-up"))
+    threshold = MoneyField(_l("My balance hit the threshold of"), allow_zero=True)
+    amount = MoneyField(_l("Top up the following amount"))
 
     def __init__(self, *args, currency: str, **kwargs):
         self.currency = currency
@@ -71,11 +72,11 @@ class TopupSettingsForm(FlaskForm):
 class PayInvoiceForm(FlaskForm):
     """Pay now: an amount up to the invoice's amount due, charged to the saved cards."""
 
-    amount = MoneyField("Amount to pay")
+    amount = MoneyField(_l("Amount to pay"))
     idempotency_key = HiddenField(
         validators=[
-            InputRequired(message="Reload the page and try again."),
-            Regexp(IDEMPOTENCY_KEY, message="Reload the page and try again."),
+            InputRequired(message=_l("Reload the page and try again.")),
+            Regexp(IDEMPOTENCY_KEY, message=_l("Reload the page and try again.")),
         ]
     )
 

@@ -20,6 +20,7 @@ from flask import current_app
 from sqlalchemy.orm import Session
 
 from portal.domain import DomainError
+from portal.i18n import _
 from portal.models import Account
 
 log = logging.getLogger(__name__)
@@ -249,9 +250,9 @@ def card_from_setup_intent(setup_intent_id: str, customer_id: str) -> CardInfo:
     with _translated():
         intent = client().v1.setup_intents.retrieve(setup_intent_id)
         if _id(intent.customer) != customer_id:
-            raise GatewayRefused("This card setup does not belong to your account.")
+            raise GatewayRefused(_("This card setup does not belong to your account."))
         if intent.status != "succeeded" or not intent.payment_method:
-            raise GatewayRefused("The card was not confirmed. Please enter it again.")
+            raise GatewayRefused(_("The card was not confirmed. Please enter it again."))
         method = client().v1.payment_methods.retrieve(_id(intent.payment_method))
         # localstripe does not attach the payment method itself (Stripe does): do it here.
         if _id(_field(method, "customer")) != customer_id:
@@ -412,7 +413,7 @@ def parse_event(payload: bytes) -> StripeEvent:
 
 def _require_test_mode() -> None:
     if not current_app.config["STRIPE_API_KEY"].startswith("sk_test"):
-        raise RuntimeError("Test cards can only be created with a test-mode Stripe key.")
+        raise RuntimeError(_("Test cards can only be created with a test-mode Stripe key."))
 
 
 def create_test_card(

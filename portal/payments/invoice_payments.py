@@ -7,6 +7,7 @@ from sqlalchemy.orm import Session
 
 from portal import invoices
 from portal.domain import ValidationFailed
+from portal.i18n import _, format_amount
 from portal.models import (
     Account,
     BillingModel,
@@ -15,7 +16,6 @@ from portal.models import (
     PaymentPurpose,
     PaymentStatus,
 )
-from portal.money import format_money
 from portal.payments import service
 from portal.payments.gateway import GatewayUnavailable, PaymentDeclined
 
@@ -58,11 +58,16 @@ def pay_invoice(
             " The invoice updates as soon as it is; nothing more was charged."
         )
     if not can_pay(account, invoice):
-        raise ValidationFailed(f"Nothing is due on this invoice ({invoice.status.value}).")
+        raise ValidationFailed(
+            _("Nothing is due on this invoice (%(status)s).", status=_(invoice.status.value))
+        )
     due = amount_due(invoice)
     if not isinstance(amount_minor, int) or not 0 < amount_minor <= due:
         raise ValidationFailed(
-            f"Enter an amount up to the amount due, {format_money(due, account.currency)}.",
+            _(
+                "Enter an amount up to the amount due, %(amount)s.",
+                amount=format_amount(due, account.currency),
+            ),
             field="amount",
         )
     outcome = service.charge_with_backup(
@@ -76,7 +81,7 @@ def pay_invoice(
     )
     if outcome.payment.status == PaymentStatus.FAILED:
         raise PaymentDeclined(
-            ("No card could pay this invoice. " + " ".join(outcome.failures()))[:300]
+            (_("No card could pay this invoice.") + " " + " ".join(outcome.failures()))[:300]
         )
     # Paid; or still unconfirmed (GatewayUnavailable); or the bank wants the customer
     # (AuthenticationRequired carries the payment for the browser to finish).
@@ -95,7 +100,9 @@ def _replayed(db: Session, account: Account, invoice: Invoice, key: str) -> Paym
     ).all()
     for payment in attempts:
         if payment.invoice_id != invoice.id:
-            raise ValidationFailed("This payment form belongs to another invoice. Reload the page.")
+            raise ValidationFailed(
+                _("This payment form belongs to another invoice. Reload the page.")
+            )
         if payment.status in FINAL:
             return payment
     return None
@@ -112,5 +119,12 @@ def _in_flight(db: Session, invoice: Invoice) -> bool:
 def paid_with(payment: Payment) -> str:
     """The confirmation: how much, and which card paid."""
     card = payment.card
-    which = f" with {card.brand.title()} •••• {card.last4}" if card else ""
-    return f"{format_money(payment.amount_minor, payment.currency)} paid{which}. Thank you."
+    amount = format_amount(payment.amount_minor, payment.currency)
+    if card:
+        return _(
+            "%(amount)s paid with %(brand)s •••• %(last4)s. Thank you.",
+            amount=amount,
+            brand=card.brand.title(),
+            last4=card.last4,
+        )
+    return _("%(amount)s paid. Thank you.", amount=amount)

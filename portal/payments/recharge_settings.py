@@ -8,6 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from portal.domain import ValidationFailed
+from portal.i18n import _, format_amount
 from portal.models import (
     Account,
     AutoRechargeAttempt,
@@ -16,7 +17,7 @@ from portal.models import (
     PaymentCard,
     utcnow,
 )
-from portal.money import format_money, minor_digits
+from portal.money import minor_digits
 
 # SPEC 11: the recharge amount lies between a minimum and a maximum in major units.
 MIN_AMOUNT_MAJOR = 5
@@ -77,19 +78,25 @@ def _check(db: Session, account: Account, enabled: bool, threshold: int, amount:
     limits, money = limits_for(account.currency), account.currency
     if amount < limits.min_amount_minor or amount > limits.max_amount_minor:
         raise ValidationFailed(
-            f"Enter an amount from {format_money(limits.min_amount_minor, money)} "
-            f"to {format_money(limits.max_amount_minor, money)}.",
+            _(
+                "Enter an amount from %(min)s to %(max)s.",
+                min=format_amount(limits.min_amount_minor, money),
+                max=format_amount(limits.max_amount_minor, money),
+            ),
             field="amount",
         )
     if threshold < 0 or threshold > limits.max_threshold_minor:
         raise ValidationFailed(
-            f"Enter a threshold from {format_money(0, money)} "
-            f"to {format_money(limits.max_threshold_minor, money)}.",
+            _(
+                "Enter a threshold from %(min)s to %(max)s.",
+                min=format_amount(0, money),
+                max=format_amount(limits.max_threshold_minor, money),
+            ),
             field="threshold",
         )
     if enabled and not _has_primary_card(db, account):
         raise ValidationFailed(
-            "Add a payment card and make it primary before turning on automatic top-up.",
+            _("Add a payment card and make it primary before turning on automatic top-up."),
             field="enabled",
         )
 

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from portal import audit
 from portal.domain import DomainError, ValidationFailed
+from portal.i18n import _
 from portal.models import Payment, PaymentRefund, RefundStatus, User
 from portal.money import format_money
 from portal.payments import gateway, outcomes
@@ -55,9 +56,9 @@ def refund_payment(
     """Refund `amount_minor` (None: everything left) of a paid card payment (commits)."""
     reason = (reason or "").strip()
     if not reason or len(reason) > 200:
-        raise ValidationFailed("Give a reason (at most 200 characters).", field="reason")
+        raise ValidationFailed(_("Give a reason (at most 200 characters)."), field="reason")
     if not KEY.match(idempotency_key or ""):
-        raise ValidationFailed("The form expired. Please open the payment again.")
+        raise ValidationFailed(_("The form expired. Please open the payment again."))
     key = f"admin-refund:{payment.id}:{idempotency_key}"
     account, payment = outcomes.lock_payment(db, payment.id)
     row = db.scalar(select(PaymentRefund).where(PaymentRefund.idempotency_key == key))
@@ -81,16 +82,19 @@ def refund_payment(
 
 def _new_request(db, payment: Payment, amount_minor, reason, actor, key) -> PaymentRefund:
     if not payment.paid or not payment.stripe_payment_intent_id:
-        raise ValidationFailed("Only a succeeded card payment can be refunded.")
+        raise ValidationFailed(_("Only a succeeded card payment can be refunded."))
     left = refundable_minor(db, payment)
     amount = left if amount_minor is None else amount_minor
     if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
         if left == 0:
-            raise ValidationFailed("This payment is already fully refunded.")
-        raise ValidationFailed("The amount must be greater than zero.", field="amount")
+            raise ValidationFailed(_("This payment is already fully refunded."))
+        raise ValidationFailed(_("The amount must be greater than zero."), field="amount")
     if amount > left:
         raise ValidationFailed(
-            f"At most {format_money(left, payment.currency)} can still be refunded.",
+            _(
+                "At most %(amount)s can still be refunded.",
+                amount=format_money(left, payment.currency),
+            ),
             field="amount",
         )
     row = PaymentRefund(
@@ -121,11 +125,13 @@ def _ask_stripe(db: Session, row: PaymentRefund, payment: Payment) -> PaymentRef
     except GatewayUnavailable:
         raise DomainError(NOT_CONFIRMED) from None
     except GatewayRefused as exc:
-        _, payment = outcomes.lock_payment(db, payment.id)
+        _account, payment = outcomes.lock_payment(db, payment.id)
         row = db.get(PaymentRefund, row.id, populate_existing=True)
         row.status = RefundStatus.FAILED
         db.commit()
-        raise ValidationFailed(f"Stripe refused the refund: {exc.message}") from None
+        raise ValidationFailed(
+            _("Stripe refused the refund: %(message)s", message=exc.message)
+        ) from None
     return _named(db, row.id, payment.id, result)
 
 

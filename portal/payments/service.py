@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from portal import ledger, receipts
 from portal.domain import DomainError, NotFound, ValidationFailed
-from portal.i18n import _
+from portal.i18n import _, format_amount
 from portal.models import (
     Account,
     AutoRechargeSetting,
@@ -33,7 +33,6 @@ from portal.models import (
     TopupProduct,
     utcnow,
 )
-from portal.money import format_money
 from portal.payments import gateway, outcomes
 from portal.payments.gateway import (
     AuthenticationRequired,
@@ -74,7 +73,7 @@ def get_card(db: Session, *, account: Account, card_id: int) -> PaymentCard:
     """One card of this account (another account's card does not exist: NotFound)."""
     card = db.get(PaymentCard, card_id) if 0 < card_id < 2**31 else None
     if card is None or card.account_id != account.id:
-        raise NotFound("No such card.")
+        raise NotFound(_("No such card."))
     return card
 
 
@@ -96,9 +95,9 @@ def add_card_from_setup_intent(
 ) -> PaymentCard:
     """Save the card a succeeded SetupIntent collected (first Primary, second Secondary)."""
     if not SETUP_INTENT_ID.match(setup_intent_id or ""):
-        raise ValidationFailed("The card setup is missing. Please add the card again.")
+        raise ValidationFailed(_("The card setup is missing. Please add the card again."))
     if not account.stripe_customer_id:
-        raise ValidationFailed("The card setup does not belong to your account.")
+        raise ValidationFailed(_("The card setup does not belong to your account."))
     info = gateway.card_from_setup_intent(setup_intent_id, account.stripe_customer_id)
     on_file = card_on_file(db, account=account, info=info)
     if on_file is not None:
@@ -153,7 +152,7 @@ def link_card(db: Session, *, account: Account, info: CardInfo) -> PaymentCard:
     )
     if card is not None:
         if card.account_id != account.id:
-            raise ValidationFailed("This card belongs to another account.")
+            raise ValidationFailed(_("This card belongs to another account."))
         return card
     card = PaymentCard(account_id=account.id, stripe_payment_method_id=info.payment_method_id)
     _copy_card_details(card, info)
@@ -182,12 +181,14 @@ def set_card_role(db: Session, *, account: Account, card_id: int, role: CardRole
     ledger.lock_account(db, account.id)
     card = get_card(db, account=account, card_id=card_id)
     if role not in (CardRole.PRIMARY, CardRole.SECONDARY):
-        raise ValidationFailed("Choose primary or secondary.")
+        raise ValidationFailed(_("Choose primary or secondary."))
     if card.role == role:
         return card
     holder = card_with_role(db, account=account, role=role)
     if card.role == CardRole.PRIMARY and holder is None:
-        raise ValidationFailed("Make another card primary first: an account needs a primary card.")
+        raise ValidationFailed(
+            _("Make another card primary first: an account needs a primary card.")
+        )
     if holder is not None:
         # Swap: the old primary becomes the backup (secondary) rather than disappearing.
         holder.role = card.role if card.role != CardRole.OTHER else _demoted(role)
@@ -327,7 +328,7 @@ def _by_key(db: Session, idempotency_key: str) -> Payment | None:
 
 def _same_payment(payment: Payment, account: Account) -> Payment:
     if payment.account_id != account.id:
-        raise ValidationFailed("This payment request was already used.")
+        raise ValidationFailed(_("This payment request was already used."))
     return payment
 
 
@@ -335,11 +336,11 @@ def _record_pending(
     db, account, card, amount_minor, purpose, idempotency_key, role, invoice_id=None
 ) -> Payment:
     if not isinstance(amount_minor, int) or amount_minor <= 0:
-        raise ValidationFailed("The amount must be greater than zero.")
+        raise ValidationFailed(_("The amount must be greater than zero."))
     if card.account_id != account.id:
-        raise NotFound("No such card.")
+        raise NotFound(_("No such card."))
     if not account.stripe_customer_id:
-        raise ValidationFailed("Add a payment card first.")
+        raise ValidationFailed(_("Add a payment card first."))
     payment = Payment(
         account_id=account.id,
         card_id=card.id,
@@ -358,7 +359,7 @@ def _record_pending(
     except IntegrityError:
         # The same request raced us (a double click): theirs is the payment.
         db.rollback()
-        raise DuplicateRequest("This payment is already being processed.") from None
+        raise DuplicateRequest(_("This payment is already being processed.")) from None
     return payment
 
 
@@ -466,7 +467,7 @@ def note_intent(
     payment = find_payment(db, payment_intent_id=payment_intent_id, metadata=metadata)
     if payment is None:
         return None
-    _, payment = outcomes.lock_payment(db, payment.id)
+    _account, payment = outcomes.lock_payment(db, payment.id)
     learnt = _learns_ids(payment, payment_intent_id, charge_id)
     outcomes.remember_ids(payment, payment_intent_id, charge_id)
     db.commit()
@@ -519,7 +520,7 @@ def settle_payment_failed(
     payment = payment or find_payment(db, payment_intent_id=payment_intent_id, metadata=metadata)
     if payment is None:
         return None
-    _, payment = outcomes.lock_payment(db, payment.id)
+    _account, payment = outcomes.lock_payment(db, payment.id)
     intent_id = payment_intent_id or (error.payment_intent_id if error is not None else None)
     charge_id = error.charge_id if error is not None else None
     learnt = _learns_ids(payment, intent_id, charge_id)
@@ -566,7 +567,7 @@ def _reconcile_one(db: Session, payment: Payment) -> int:
         if result is None:
             return 1
     else:
-        settle_payment_failed(db, payment=payment, message="The payment never reached the card.")
+        settle_payment_failed(db, payment=payment, message=_("The payment never reached the card."))
         return 1
     if result.status == "succeeded":
         settle_payment_succeeded(
@@ -681,7 +682,7 @@ def charge_with_backup(
         if (card := card_with_role(db, account=account, role=role)) is not None
     ]
     if not cards:
-        raise ValidationFailed("Add a payment card and make it primary before paying by card.")
+        raise ValidationFailed(_("Add a payment card and make it primary before paying by card."))
     tried: list[Payment] = []
     for card in cards:
         payment = charge_card(
@@ -710,9 +711,9 @@ def top_up(db: Session, *, account: Account, product_id: int, idempotency_key: s
     """
     product = db.get(TopupProduct, product_id)
     if product is None or not product.active or product.currency != account.currency:
-        raise ValidationFailed("Choose one of the top-up amounts shown.", field="product_id")
+        raise ValidationFailed(_("Choose one of the top-up amounts shown."), field="product_id")
     if card_with_role(db, account=account, role=CardRole.PRIMARY) is None:
-        raise ValidationFailed("Add a payment card and make it primary before topping up.")
+        raise ValidationFailed(_("Add a payment card and make it primary before topping up."))
     outcome = charge_with_backup(
         db,
         account=account,
@@ -752,7 +753,7 @@ def payment_needing_authentication(db: Session, *, account: Account, payment_id:
     """The account's own payment that waits for the customer's bank (else NotFound)."""
     payment = db.get(Payment, payment_id) if 0 < payment_id < 2**62 else None
     if payment is None or payment.account_id != account.id:
-        raise NotFound("No such payment.")
+        raise NotFound(_("No such payment."))
     return payment
 
 
@@ -779,7 +780,9 @@ def finish_authentication(db: Session, *, account: Account, payment_id: int) -> 
         )
     if result.status in ("requires_payment_method", "canceled"):
         reason = result.failure_message or "Your bank did not confirm the payment."
-        return settle_payment_failed(db, payment=payment, message=f"{reason} No money was taken.")
+        return settle_payment_failed(
+            db, payment=payment, message=_("%(reason)s No money was taken.", reason=reason)
+        )
     return payment  # still waiting for the bank (or processing): nothing changes yet
 
 
@@ -797,14 +800,17 @@ def raise_unless_succeeded(payment: Payment) -> None:
         raise error
     if payment.status == PaymentStatus.PENDING:
         raise GatewayUnavailable(PENDING_MESSAGE)
-    raise DomainError("This payment was already refunded.")
+    raise DomainError(_("This payment was already refunded."))
 
 
 def describe_topup(payment: Payment) -> str:
     """The confirmation shown after a successful top-up (and which card paid)."""
-    added = f"{format_money(payment.amount_minor, payment.currency)} added to your balance"
+    amount = format_amount(payment.amount_minor, payment.currency)
     if payment.paid_by_role == CardRole.SECONDARY.value:
-        return (
-            f"{added}, paid by your backup card ({_card_label(payment)}): the primary card failed."
+        return _(
+            "%(amount)s added to your balance, paid by your backup card (%(card)s):"
+            " the primary card failed.",
+            amount=amount,
+            card=_card_label(payment),
         )
-    return f"{added}."
+    return _("%(amount)s added to your balance.", amount=amount)

@@ -22,8 +22,13 @@ function describeMassEditScope() {
   if (!scope) return;
   const selected = document.querySelectorAll('input[type=checkbox][name="card_id"]:checked').length;
   const count = selected || Number(scope.dataset.total);
-  const cards = `${count.toLocaleString("en-GB")} card${count === 1 ? "" : "s"}`;
-  const text = selected ? `the ${cards} selected` : `all ${cards} of the current search`;
+  // The wording comes translated from the page (data-cards-one etc.), numbers in its language.
+  const number = count.toLocaleString(document.documentElement.lang === "en" ? "en-GB" : document.documentElement.lang);
+  const form = count === 1 ? "one" : "other";
+  const cards = scope.dataset[`cards${form === "one" ? "One" : "Other"}`].replace("{count}", number);
+  const text = selected
+    ? scope.dataset.selected.replace("{cards}", cards)
+    : scope.dataset[`all${form === "one" ? "One" : "Other"}`].replace("{count}", number);
   const dialog = scope.closest("dialog");
   dialog.querySelectorAll("[data-scope-text]").forEach((el) => { el.textContent = text; });
   dialog.querySelectorAll("[data-scope-count]").forEach((el) => { el.textContent = cards; });

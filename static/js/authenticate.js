@@ -34,7 +34,7 @@
         const result = await stripe.confirmCardPayment(box.dataset.clientSecret);
         if (result.error && result.error.message) errors.textContent = result.error.message;
       } catch (err) {
-        errors.textContent = "The payment service could not be reached. Please try again.";
+        errors.textContent = box.dataset.unreachable || "The payment service could not be reached. Please try again.";
         button.disabled = false;
         button.removeAttribute("aria-busy");
         return;

@@ -26,7 +26,7 @@
         payment_method: { card: card },
       });
       if (result.error) {
-        errors.textContent = result.error.message || "The card could not be saved.";
+        errors.textContent = result.error.message || form.dataset.notSaved || "The card could not be saved.";
         busy(false);
         return;
       }

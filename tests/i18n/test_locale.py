@@ -27,4 +27,4 @@ def test_the_profile_language_wins_over_the_browser(app, client, db):
     with client:  # keeps the last request's context open to ask it
         client.get("/profile", headers={"Accept-Language": "de"})
         assert str(get_locale()) == "es"
-        assert render_template_string("{{ _('Balance') }}") == "Balance"  # `_` is in Jinja
+        assert render_template_string("{{ _('Balance') }}") == "Saldo"  # `_` is in Jinja

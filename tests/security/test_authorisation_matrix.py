@@ -78,6 +78,8 @@ PUBLIC = {
     "auth.forgot",
     "auth.reset",
     "auth.confirm_email",
+    # The language switcher at the foot of every page: for everyone, signed in or not.
+    "auth.set_language",
 }
 # Every signed-in person's own pages, whatever the role.
 SELF_SERVICE = {
