@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from portal.money import (
     MoneyError,
+    MoneyFormatter,
     format_major,
     format_money,
     format_plain,
@@ -202,3 +203,20 @@ def test_a_pattern_the_integer_path_cannot_reproduce_keeps_babel():
     assert format_money(-123456789, "CHF", "de_CH") == format_currency(
         Decimal("-1234567.89"), "CHF", locale="de_CH"
     )
+
+
+@pytest.mark.parametrize("locale", ["en_GB", "en_US", "de_DE", "es_ES", "fr_FR"])
+@pytest.mark.parametrize("currency", ["GBP", "EUR", "USD", "JPY", "BHD"])
+def test_the_shipped_locales_take_the_integer_path_without_babel(monkeypatch, locale, currency):
+    """The fast path is not only correct when used but used: the build's self-check passes
+    for the languages we ship, and formatting then never falls back to Babel's Decimal path."""
+    formatter = MoneyFormatter(currency, locale)  # built here, not the process's cached one
+    assert formatter.fast is True
+    expected = {m: formatter._babel(m) for m in (0, -5, 1234567, -98765432101)}
+
+    def no_babel(minor):  # the fallback must not be reached
+        raise AssertionError("fell back to Babel")
+
+    monkeypatch.setattr(formatter, "_babel", no_babel)
+    for minor, text in expected.items():
+        assert formatter(minor) == text

@@ -100,7 +100,7 @@ def test_a_zero_charge_is_recorded_and_a_negative_or_odd_amount_refused(anydb):
     account = funded(anydb)
     assert debit(anydb, account, 0).funds.balance_minor == 1000
     for bad in (-1, 1.5, True):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="^amount_minor must be a non-negative int$"):
             ledger.debit_usage(
                 anydb, account_id=account.id, amount_minor=bad, description="x", idempotency_key="b"
             )
