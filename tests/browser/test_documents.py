@@ -52,15 +52,15 @@ def test_alice_opens_her_receipt_from_the_history_and_downloads_pdfs(page: Page,
     expect(page.locator("#toasts")).to_contain_text("£20.00 added to your balance")
     first_row = page.locator("#history-rows tr").first
     expect(first_row).to_contain_text("Top-up by card")
-    first_row.get_by_role("link", name=re.compile(r"^Receipt RCP-\d+-000001$")).click()
+    first_row.get_by_role("link", name=re.compile(r"^Receipt RCP-\d+-\d{6}$")).click()
 
     expect(
-        page.get_by_role("heading", name=re.compile(r"^Receipt RCP-\d+-000001$"))
+        page.get_by_role("heading", name=re.compile(r"^Receipt RCP-\d+-\d{6}$"))
     ).to_be_visible()
     expect(page.locator(".document-lines")).to_contain_text("Top-up by card")
     expect(page.locator(".document-due")).to_contain_text("£0.00")
     name, text = downloaded_pdf_text(page, page.get_by_role("link", name="Download receipt (PDF)"))
-    assert re.fullmatch(r"RCP-\d+-000001\.pdf", name)
+    assert re.fullmatch(r"RCP-\d+-\d{6}\.pdf", name)
     assert "Total £20.00" in text and "Paid £20.00" in text and "Alice" in text
 
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Invoices").click()
@@ -91,5 +91,5 @@ def test_admin_previews_the_receipt_email_in_the_outbox(page: Page, seeded, db):
     frame = page.frame_locator("iframe.mail-html")
     expect(frame.get_by_text("Receipt RCP-", exact=False).first).to_be_visible()
     expect(frame.locator("strong", has_text="£20.00")).to_be_visible()
-    expect(page.get_by_text(re.compile(r"RCP-\d+-000001\.pdf"))).to_be_visible()
+    expect(page.get_by_text(re.compile(r"RCP-\d+-\d{6}\.pdf"))).to_be_visible()
     assert not [line for line in console if "Content Security Policy" in line]
