@@ -7,8 +7,9 @@ from decimal import Decimal
 
 import pytest
 from playwright.sync_api import Page, expect
+from sqlalchemy import select
 
-from portal.models import Payment, PaymentStatus
+from portal.models import Account, Payment, PaymentStatus
 
 NEEDS_3DS = "4000002500003155"
 
@@ -21,6 +22,11 @@ def app_config(stripe_config):
 @pytest.fixture
 def server(demo, live_server):
     return live_server
+
+
+def alices_payments(db):
+    alice = db.scalar(select(Account).where(Account.email == "alice@example.com"))
+    return db.query(Payment).filter(Payment.account_id == alice.id)
 
 
 def pounds(text: str) -> Decimal:
@@ -59,7 +65,7 @@ def test_a_card_that_requires_authentication_completes_a_top_up(page: Page, serv
     expect(page.locator("#balance-value")).not_to_have_text(f"£{before:,.2f}")
     assert pounds(page.locator("#balance-value").inner_text()) == before + 20
     db.rollback()
-    payment = db.query(Payment).one()
+    payment = alices_payments(db).one()  # the demo's other payments are other customers'
     assert payment.status == PaymentStatus.SUCCEEDED and payment.stripe_charge_id
     # Reloading shows the same balance: credited once.
     page.reload()
@@ -91,4 +97,4 @@ def test_failing_the_authentication_takes_no_money(page: Page, server, db):
     expect(page.locator("#toasts")).to_contain_text("No money was taken")
     expect(page.locator("#balance-value")).to_have_text(before)
     db.rollback()
-    assert db.query(Payment).one().status == PaymentStatus.FAILED
+    assert alices_payments(db).one().status == PaymentStatus.FAILED
