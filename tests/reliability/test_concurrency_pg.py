@@ -182,18 +182,28 @@ def test_temporary_limit_expiring_while_charges_are_authorised(pg_app, pg_db):
     token = api_tokens.create_token(pg_db, reseller_id=reseller.id, name="switch")
     pg_db.commit()
     headers = {"Authorization": f"Bearer {token.plaintext}"}
+    # Run for at least 2 s (the increase expires after 1 s), then until a charge has been
+    # refused after the expiry: on a slow machine the first requests alone can take seconds,
+    # so the end is decided by what happened, not by a fixed time (capped at 30 s).
     stop_at = time.monotonic() + 2.0
+    hard_stop = time.monotonic() + 30.0
+    refused = threading.Event()
+
+    def running() -> bool:
+        now = time.monotonic()
+        return now < hard_stop and (now < stop_at or not refused.is_set())
 
     def caller(worker: int):
         def work():
             client, statuses, n = pg_app.test_client(), [], 0
-            while time.monotonic() < stop_at:
+            while running():
                 body = {"amount": "0.50", "description": "Call", "idempotency_key": f"{worker}-{n}"}
-                statuses.append(
-                    client.post(
-                        "/api/v1/accounts/920001/charges", json=body, headers=headers
-                    ).status_code
-                )
+                status = client.post(
+                    "/api/v1/accounts/920001/charges", json=body, headers=headers
+                ).status_code
+                statuses.append(status)
+                if status == 402:
+                    refused.set()
                 n += 1
                 time.sleep(0.01)
             return statuses
@@ -202,7 +212,7 @@ def test_temporary_limit_expiring_while_charges_are_authorised(pg_app, pg_db):
 
     def reverter():
         runs = 0
-        while time.monotonic() < stop_at:
+        while running():
             runs += jobs.run_job("credit_limit_revert", app=pg_app) or 0
             time.sleep(0.05)
         return runs
